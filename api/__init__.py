@@ -1,0 +1,1 @@
+"""citygrid's HTTP API (FastAPI): thin routers over the ``spatial`` domain."""

@@ -1,0 +1,70 @@
+"""Engines and sessions for the project's PostGIS, wherever it runs.
+
+The URL is ``DATABASE_URL`` when set, otherwise the project-local cluster's (``spatial.cluster``).
+Engines are cached once per URL and process, never built at import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.orm import Session
+
+from spatial.cluster import LocalCluster
+from spatial.settings import DatabaseSettings
+
+
+def local_cluster(settings: DatabaseSettings) -> LocalCluster:
+    """Return the project-local cluster described by the settings."""
+    return LocalCluster(settings.cluster_dir, bindir=settings.pg_bindir, database=settings.name)
+
+
+def database_url(settings: DatabaseSettings) -> str:
+    """Return ``DATABASE_URL`` if set, else the URL of the running project-local cluster."""
+    if settings.url:
+        return settings.url
+    return local_cluster(settings).url()
+
+
+@lru_cache(maxsize=8)
+def _engine(url: str, pool_size: int, max_overflow: int, statement_timeout_ms: int) -> Engine:
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=True,
+        connect_args={
+            "options": f"-c statement_timeout={statement_timeout_ms} -c timezone=Asia/Shanghai",
+            "application_name": "citygrid",
+        },
+    )
+
+
+def engine_for(settings: DatabaseSettings, url: str | None = None) -> Engine:
+    """Return the engine for ``url`` (default: the settings' database), cached per process."""
+    return _engine(
+        url or database_url(settings),
+        settings.pool_size,
+        settings.max_overflow,
+        settings.statement_timeout_ms,
+    )
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Session]:
+    """Yield a session inside one transaction: committed on success, rolled back on any error."""
+    with Session(engine) as session, session.begin():
+        yield session
+
+
+def server_versions(engine: Engine) -> dict[str, str]:
+    """Return the PostgreSQL and PostGIS versions of the server behind ``engine``."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            text("SELECT current_setting('server_version') AS postgres, postgis_full_version() AS postgis")
+        ).one()
+    postgis = row.postgis.split('"')[1] if '"' in row.postgis else row.postgis
+    return {"postgres": row.postgres, "postgis": postgis}

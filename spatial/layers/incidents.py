@@ -1,0 +1,93 @@
+"""Incidents (案件): reported at a point, stored with their whole responsibility chain.
+
+The chain comes from ``citygrid_owner`` as of the moment of the report, in the statement that inserts
+the incident: the same function answers "who owns this point", so the two never disagree.
+"""
+
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, Integer, Table, Text
+
+from spatial.layers.base import Field, Layer, geometry_column, metadata
+
+SOURCES = ("hotline", "letter", "patrol", "grid_member", "media", "open311")
+STATUSES = ("collected", "registered", "dispatched", "handling", "feedback", "verified", "closed", "rejected")
+
+table = Table(
+    "incidents",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("code", Text, nullable=False, unique=True),
+    Column("source", Text, nullable=False),
+    Column("item_code", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("reported_at", DateTime(timezone=True), nullable=False),
+    Column("due_at", DateTime(timezone=True)),
+    Column("closed_at", DateTime(timezone=True)),
+    Column("deferred", Boolean, nullable=False),
+    Column("satisfaction", Text),
+    geometry_column("geom", "POINT", nullable=False),
+    Column("generation", Integer),
+    Column("grid_code", Text),
+    Column("community_code", Text),
+    Column("subdistrict_code", Text),
+    Column("squad_code", Text),
+    Column("grid_member_id", Text),
+    Column("street_code", Text),
+    Column("street_chief_id", Text),
+    Column("river_code", Text),
+    Column("river_chief_id", Text),
+    Column("outside", Boolean, nullable=False),
+)
+
+events_table = Table(
+    "incident_events",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("incident_id", BigInteger, nullable=False),
+    Column("from_status", Text),
+    Column("to_status", Text, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("note", Text, nullable=False),
+)
+
+# Columns filled from citygrid_owner(geom, reported_at) on insert.
+CHAIN_COLUMNS = (
+    "generation", "grid_code", "community_code", "subdistrict_code", "squad_code", "grid_member_id",
+    "street_code", "street_chief_id", "river_code", "river_chief_id", "outside",
+)  # fmt: skip
+
+layer = Layer(
+    name="incidents",
+    table=table,
+    label_zh="案件",
+    label_en="Incidents",
+    fields=(
+        Field("code", "text"),
+        Field("source", "text"),
+        Field("item_code", "text"),
+        Field("status", "text"),
+        Field("description", "text", required=False),
+        Field("reported_at", "timestamptz"),
+        Field("due_at", "timestamptz", required=False),
+        Field("closed_at", "timestamptz", required=False),
+        Field("satisfaction", "text", required=False),
+    ),
+    key=("code",),
+    geometry_types=("Point",),
+    published=(
+        "code",
+        "source",
+        "item_code",
+        "status",
+        "reported_at",
+        "due_at",
+        "closed_at",
+        "satisfaction",
+        "grid_code",
+        "community_code",
+        "subdistrict_code",
+        "squad_code",
+    ),  # fmt: skip
+    assigned=True,
+)

@@ -1,0 +1,82 @@
+"""Run the Alembic migrations in ``spatial/migrations`` against a database URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def alembic_config(url: str) -> Config:
+    """Return an Alembic configuration for ``url`` built in code (no alembic.ini needed)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Migrate the database at ``url`` up to ``revision`` (default: the newest)."""
+    command.upgrade(alembic_config(url), revision)
+
+
+def downgrade(url: str, revision: str = "base") -> None:
+    """Migrate the database at ``url`` down to ``revision`` (default: empty)."""
+    command.downgrade(alembic_config(url), revision)
+
+
+def sync_catalogue(url: str) -> int:
+    """Upsert the 10-category / 147-item catalogue from ``spatial.catalogue``; return the item count."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    from spatial.catalogue import CATEGORIES, ITEMS
+
+    engine = create_engine(url, poolclass=NullPool)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO catalogue_categories (code, name_zh, name_en, pk_theme) "
+                "VALUES (:code, :name_zh, :name_en, :pk_theme) ON CONFLICT (code) DO UPDATE SET "
+                "name_zh = EXCLUDED.name_zh, name_en = EXCLUDED.name_en, pk_theme = EXCLUDED.pk_theme"
+            ),
+            [
+                {"code": c.code, "name_zh": c.name_zh, "name_en": c.name_en, "pk_theme": c.pk_theme}
+                for c in CATEGORIES
+            ],
+        )
+        conn.execute(
+            text(
+                "INSERT INTO catalogue_items (code, category_code, name_zh, name_en, time_limit, time_unit, "
+                "responsible_role, national) VALUES (:code, :category_code, :name_zh, :name_en, :time_limit, "
+                ":time_unit, :responsible_role, :national) ON CONFLICT (code) DO UPDATE SET "
+                "category_code = EXCLUDED.category_code, name_zh = EXCLUDED.name_zh, "
+                "name_en = EXCLUDED.name_en, "
+                "time_limit = EXCLUDED.time_limit, time_unit = EXCLUDED.time_unit, "
+                "responsible_role = EXCLUDED.responsible_role, national = EXCLUDED.national"
+            ),
+            [
+                {
+                    "code": i.code,
+                    "category_code": i.category_code,
+                    "name_zh": i.name_zh,
+                    "name_en": i.name_en,
+                    "time_limit": i.time_limit,
+                    "time_unit": i.time_unit,
+                    "responsible_role": i.responsible_role,
+                    "national": i.national,
+                }
+                for i in ITEMS
+            ],  # fmt: skip
+        )
+    engine.dispose()
+    return len(ITEMS)
+
+
+def migrate(url: str) -> None:
+    """Bring the database at ``url`` to the newest schema, with the catalogue in place."""
+    upgrade(url)
+    sync_catalogue(url)
