@@ -37,9 +37,7 @@ def _domain_error(_: Request, exc: Exception) -> JSONResponse:
 
 def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    problems = [
-        {"where": ".".join(str(p) for p in err["loc"]), "problem": err["msg"]} for err in exc.errors()
-    ]
+    problems = [{"where": ".".join(str(p) for p in err["loc"]), "problem": err["msg"]} for err in exc.errors()]
     summary = "; ".join(f"{p['where']}: {p['problem']}" for p in problems)
     return JSONResponse(
         error_body("invalid_request", f"the request is not valid: {summary}", problems), status_code=422

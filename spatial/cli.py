@@ -17,9 +17,7 @@ from spatial.settings import api_settings, database_settings
 app = typer.Typer(
     help="citygrid: urban-management enforcement on PostGIS (城市管理综合行政执法).", no_args_is_help=True
 )
-db_app = typer.Typer(
-    help="The database: the project-local PostGIS cluster, or DATABASE_URL.", no_args_is_help=True
-)
+db_app = typer.Typer(help="The database: the project-local PostGIS cluster, or DATABASE_URL.", no_args_is_help=True)
 fixtures_app = typer.Typer(help="The synthetic Wenshan fixture.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(fixtures_app, name="fixtures")
@@ -115,15 +113,9 @@ def fixtures_generate(
 
 @app.command("load")
 def load(
-    directory: Annotated[
-        Path, typer.Argument(help="folder of layer files named after their layer")
-    ] = FIXTURE_DIR,
-    make_valid: Annotated[
-        bool, typer.Option("--make-valid", help="repair invalid geometries and report them")
-    ] = False,
-    if_empty: Annotated[
-        bool, typer.Option("--if-empty", help="load only into a database with no grids")
-    ] = False,
+    directory: Annotated[Path, typer.Argument(help="folder of layer files named after their layer")] = FIXTURE_DIR,
+    make_valid: Annotated[bool, typer.Option("--make-valid", help="repair invalid geometries and report them")] = False,
+    if_empty: Annotated[bool, typer.Option("--if-empty", help="load only into a database with no grids")] = False,
 ) -> None:
     """Validate and load layer files in one transaction (idempotent: loading twice gives the same rows)."""
     from spatial.loading import database_is_empty, load_directory

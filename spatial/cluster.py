@@ -119,9 +119,7 @@ class LocalCluster:
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(self._server_cmd(*args), capture_output=True, text=True, check=False)
         if check and proc.returncode != 0:
-            raise SetupError(
-                f"{' '.join(args[:2])} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout}"
-            )
+            raise SetupError(f"{' '.join(args[:2])} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout}")
         return proc
 
     def _hand_to_server_user(self, path: Path) -> None:
@@ -134,9 +132,7 @@ class LocalCluster:
         """Fail early when the server's OS user cannot reach the project folder."""
         if not self._as_root():
             return
-        probe = subprocess.run(
-            ["runuser", "-u", SERVER_OS_USER, "--", "test", "-x", str(self.root)], check=False
-        )
+        probe = subprocess.run(["runuser", "-u", SERVER_OS_USER, "--", "test", "-x", str(self.root)], check=False)
         if probe.returncode != 0:
             raise SetupError(
                 f"The '{SERVER_OS_USER}' user cannot enter {self.root}: a parent folder is private. "

@@ -162,9 +162,7 @@ class Generator:
 
     def lonlat(self, geom: BaseGeometry) -> dict[str, Any]:
         """Return ``geom`` (EPSG:4544) as a GeoJSON geometry in EPSG:4326 rounded to 7 decimals."""
-        projected = shapely.transform(
-            geom, lambda xy: np.column_stack(self.to_deg.transform(xy[:, 0], xy[:, 1]))
-        )
+        projected = shapely.transform(geom, lambda xy: np.column_stack(self.to_deg.transform(xy[:, 0], xy[:, 1])))
         rounded = shapely.set_precision(projected, 10**-DECIMALS, mode="pointwise")
         return _rounded(mapping(_orient(rounded)))
 
@@ -256,10 +254,7 @@ class Generator:
             run: list[tuple[float, float]] = []
             for i in range(COLUMNS + 1):
                 touches = (
-                    (i, j - 1) in in_city
-                    or (i, j) in in_city
-                    or (i - 1, j - 1) in in_city
-                    or (i - 1, j) in in_city
+                    (i, j - 1) in in_city or (i, j) in in_city or (i - 1, j - 1) in in_city or (i - 1, j) in in_city
                 )
                 if touches:
                     run.append(tuple(self.corners[i, j]))
@@ -269,10 +264,7 @@ class Generator:
             run = []
             for j in range(ROWS + 1):
                 touches = (
-                    (i - 1, j) in in_city
-                    or (i, j) in in_city
-                    or (i - 1, j - 1) in in_city
-                    or (i, j - 1) in in_city
+                    (i - 1, j) in in_city or (i, j) in in_city or (i - 1, j - 1) in in_city or (i, j - 1) in in_city
                 )
                 if touches:
                     run.append(tuple(self.corners[i, j]))
@@ -364,8 +356,7 @@ class Generator:
             )
         out["rivers"] = [_feature(self.lonlat(MultiLineString([river])), {"code": "RV01", "name": "盘龙河"})]
         out["streets"] = [
-            _feature(self.lonlat(s["line"]), {"code": s["code"], "name": s["name"], "kind": s["kind"]})
-            for s in streets
+            _feature(self.lonlat(s["line"]), {"code": s["code"], "name": s["name"], "kind": s["kind"]}) for s in streets
         ]
         people, duties, squads = self.people_and_duties(cells, communities, streets)
         out["squads"], out["people"], out["duties"] = squads, people, duties
@@ -403,9 +394,7 @@ class Generator:
             )
             return pid
 
-        def duty(
-            pid: str, role: str, kind: str, target: str, start: datetime, end: datetime | None = None
-        ) -> None:
+        def duty(pid: str, role: str, kind: str, target: str, start: datetime, end: datetime | None = None) -> None:
             duties.append(
                 _feature(
                     None,
@@ -583,25 +572,16 @@ class Generator:
             status = "demolished" if k in demolished else others[int(self.rng.integers(len(others)))]
             props["status"] = status
             if status in ("notice_served", "scheduled", "demolished"):
-                props["notice_served_at"] = (
-                    investigated + timedelta(days=int(self.rng.integers(3, 20)))
-                ).isoformat()
+                props["notice_served_at"] = (investigated + timedelta(days=int(self.rng.integers(3, 20)))).isoformat()
             if status in ("scheduled", "demolished"):
-                props["scheduled_at"] = (
-                    date.fromisoformat(props["notice_served_at"]) + timedelta(days=15)
-                ).isoformat()
+                props["scheduled_at"] = (date.fromisoformat(props["notice_served_at"]) + timedelta(days=15)).isoformat()
             if status == "demolished":
-                day = date.fromisoformat(props["scheduled_at"]) + timedelta(
-                    days=int(self.rng.integers(1, 20))
-                )
+                day = date.fromisoformat(props["scheduled_at"]) + timedelta(days=int(self.rng.integers(1, 20)))
                 props["demolished_at"] = min(day, date(2017, 6, 28)).isoformat()
                 if props["demolished_at"] < props["scheduled_at"]:
                     props["scheduled_at"] = props["demolished_at"]
-                props["demolished_m2"] = round(shape.area, 2)
             if status == "legalised":
-                props["legalised_at"] = (
-                    investigated + timedelta(days=int(self.rng.integers(10, 60)))
-                ).isoformat()
+                props["legalised_at"] = (investigated + timedelta(days=int(self.rng.integers(10, 60)))).isoformat()
             features.append(_feature(self.lonlat(shape), props))
         return features
 
@@ -629,9 +609,7 @@ class Generator:
             )
         return features
 
-    def incidents(
-        self, placer: _Placer, river: LineString, streets: list[dict[str, Any]]
-    ) -> list[dict[str, Any]]:
+    def incidents(self, placer: _Placer, river: LineString, streets: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Return the half-year's hotline reports (with planted hotspots) and letters."""
         del streets
         items = list(ITEMS)
@@ -650,8 +628,7 @@ class Generator:
         order = self.rng.permutation(len(reports))
         features = self.cases([reports[k] for k in order], "hotline", "RX", HOTLINE_CLOSED, HOTLINE_SATISFIED)
         letters = [
-            (placer.anywhere(self.rng), items[int(self.rng.choice(len(items), p=weights))])
-            for _ in range(LETTERS)
+            (placer.anywhere(self.rng), items[int(self.rng.choice(len(items), p=weights))]) for _ in range(LETTERS)
         ]
         features += self.cases(letters, "letter", "XF", LETTERS_CLOSED, None)
         return features
@@ -705,9 +682,7 @@ class Generator:
                 props["closed_at"] = _iso(reported + timedelta(seconds=round(took)))
                 if satisfied is not None:
                     if k in satisfied_set:
-                        props["satisfaction"] = (
-                            "satisfied" if self.rng.random() < 0.75 else "basically_satisfied"
-                        )
+                        props["satisfaction"] = "satisfied" if self.rng.random() < 0.75 else "basically_satisfied"
                     else:
                         props["satisfaction"] = "dissatisfied"
             else:
@@ -755,9 +730,7 @@ class _Placer:
             return shape
         raise RuntimeError("could not place a footprint: the city is too full")
 
-    def scatter(
-        self, rng: np.random.Generator, centre: Point, radius: float, within: Polygon | None = None
-    ) -> Point:
+    def scatter(self, rng: np.random.Generator, centre: Point, radius: float, within: Polygon | None = None) -> Point:
         """Return a point within ``radius`` m of ``centre`` (normally distributed), inside the city."""
         area = within if within is not None else self.city
         for _ in range(1000):
@@ -804,9 +777,7 @@ class _Placer:
             name = name.split(suffix)[0]
         return name
 
-    def address(
-        self, rng: np.random.Generator, shape: Polygon, communities: dict[str, tuple[str, str, int]]
-    ) -> str:
+    def address(self, rng: np.random.Generator, shape: Polygon, communities: dict[str, tuple[str, str, int]]) -> str:
         """Return a plausible address: community, nearest street, house number."""
         cell = self.cells[int(self.cell_tree.query(shape.centroid, predicate="within")[0])]
         street = self.streets[int(self.street_tree.nearest(shape.centroid))]
@@ -939,9 +910,7 @@ def write_layers(layers: dict[str, list[dict[str, Any]]], directory: Path) -> li
     for name, features in layers.items():
         path = directory / f"{name}.geojson"
         lines = [json.dumps(f, ensure_ascii=False, separators=(",", ":")) for f in features]
-        path.write_text(
-            '{"type":"FeatureCollection","features":[\n' + ",\n".join(lines) + "\n]}\n", encoding="utf-8"
-        )
+        path.write_text('{"type":"FeatureCollection","features":[\n' + ",\n".join(lines) + "\n]}\n", encoding="utf-8")
         written.append(path)
     return written
 

@@ -93,9 +93,7 @@ def read_layer(layer: Layer, path: Path, *, make_valid: bool = False) -> LayerRo
         raise InvalidInput(f"{path}: property {', '.join(missing)} missing; layer {layer.name} needs it")
     if layer.spatial:
         if frame.crs is None:
-            raise InvalidInput(
-                f"{path}: no coordinate reference system; give the file a CRS (e.g. EPSG:4490)"
-            )
+            raise InvalidInput(f"{path}: no coordinate reference system; give the file a CRS (e.g. EPSG:4490)")
         if frame.crs.to_epsg() not in (4326, 4490):
             frame = frame.to_crs(4326)
 
@@ -138,9 +136,7 @@ def _geometry_hex(layer: Layer, geom: Any, where: str, make_valid: bool, repaire
     if geom.has_z:
         geom = shapely.force_2d(geom)
     if geom.geom_type not in accepted:
-        raise InvalidInput(
-            f"{where}: geometry is a {geom.geom_type}; layer {layer.name} takes {' or '.join(accepted)}"
-        )
+        raise InvalidInput(f"{where}: geometry is a {geom.geom_type}; layer {layer.name} takes {' or '.join(accepted)}")
     west, south, east, north = geom.bounds
     if not (-180 <= west <= east <= 180 and -90 <= south <= north <= 90):
         raise InvalidInput(
@@ -153,9 +149,7 @@ def _geometry_hex(layer: Layer, geom: Any, where: str, make_valid: bool, repaire
             raise InvalidInput(f"{where}: invalid geometry ({reason}); fix it, or load with --make-valid")
         fixed = _repair(geom, accepted)
         if fixed is None:
-            raise InvalidInput(
-                f"{where}: invalid geometry ({reason}) that make_valid cannot turn into a {accepted[0]}"
-            )
+            raise InvalidInput(f"{where}: invalid geometry ({reason}) that make_valid cannot turn into a {accepted[0]}")
         repaired.append(f"{where}: {reason} — repaired")
         geom = fixed
     return str(shapely.to_wkb(geom, hex=True))
@@ -198,10 +192,7 @@ def load_directory(
 
 def table_counts(conn: Connection) -> dict[str, int]:
     """Return the number of rows in every layer's table."""
-    return {
-        layer.name: conn.execute(select(func.count()).select_from(layer.table)).scalar_one()
-        for layer in LAYERS
-    }
+    return {layer.name: conn.execute(select(func.count()).select_from(layer.table)).scalar_one() for layer in LAYERS}
 
 
 def database_is_empty(engine: Engine) -> bool:
@@ -260,9 +251,7 @@ def _upsert_statement(layer: Layer, stage: sql.Identifier) -> sql.Composed:
         targets.append(sql.Identifier("geom"))
         values.append(geom)
         if layer.assigned:
-            point = (
-                geom if layer.geometry_types == ("Point",) else sql.SQL("ST_PointOnSurface({})").format(geom)
-            )
+            point = geom if layer.geometry_types == ("Point",) else sql.SQL("ST_PointOnSurface({})").format(geom)
             at = sql.SQL("s.reported_at::timestamptz") if layer.name == "incidents" else sql.SQL("now()")
             chain = CHAIN_COLUMNS if layer.name == "incidents" else ("generation", "grid_code")
             targets.extend(sql.Identifier(c) for c in chain)
@@ -273,8 +262,7 @@ def _upsert_statement(layer: Layer, stage: sql.Identifier) -> sql.Composed:
         sql.SQL("DO UPDATE SET {}").format(sql.SQL(", ").join(updates)) if updates else sql.SQL("DO NOTHING")
     )
     return sql.SQL(
-        "INSERT INTO {table} ({targets}) SELECT {values} FROM {source} ORDER BY s.row_no "
-        "ON CONFLICT ({key}) {action}"
+        "INSERT INTO {table} ({targets}) SELECT {values} FROM {source} ORDER BY s.row_no ON CONFLICT ({key}) {action}"
     ).format(
         table=sql.Identifier(layer.table.name),
         targets=sql.SQL(", ").join(targets),

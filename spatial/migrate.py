@@ -43,10 +43,7 @@ def sync_catalogue(url: str) -> int:
                 "VALUES (:code, :name_zh, :name_en, :pk_theme) ON CONFLICT (code) DO UPDATE SET "
                 "name_zh = EXCLUDED.name_zh, name_en = EXCLUDED.name_en, pk_theme = EXCLUDED.pk_theme"
             ),
-            [
-                {"code": c.code, "name_zh": c.name_zh, "name_en": c.name_en, "pk_theme": c.pk_theme}
-                for c in CATEGORIES
-            ],
+            [{"code": c.code, "name_zh": c.name_zh, "name_en": c.name_en, "pk_theme": c.pk_theme} for c in CATEGORIES],
         )
         conn.execute(
             text(

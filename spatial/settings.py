@@ -49,9 +49,7 @@ class ApiSettings(BaseSettings):
     @model_validator(mode="after")
     def _check_paging(self) -> ApiSettings:
         if not 0 < self.default_page_size <= self.max_page_size:
-            raise ValueError(
-                "CITYGRID_API_DEFAULT_PAGE_SIZE must be between 1 and CITYGRID_API_MAX_PAGE_SIZE"
-            )
+            raise ValueError("CITYGRID_API_DEFAULT_PAGE_SIZE must be between 1 and CITYGRID_API_MAX_PAGE_SIZE")
         return self
 
 

@@ -66,18 +66,14 @@ def layer_features(
         int | None, Query(ge=1, description="features per page (default and maximum are settings)")
     ] = None,
     offset: Annotated[int, Query(ge=0, description="features to skip")] = 0,
-    generation: Annotated[
-        int | None, Query(ge=1, description="boundary generation (default: the current one)")
-    ] = None,
+    generation: Annotated[int | None, Query(ge=1, description="boundary generation (default: the current one)")] = None,
 ) -> GeoJSONResponse:
     """Return features of ``name`` ordered by code, with ``numberMatched`` and a ``next`` link."""
     if name not in PUBLIC:
         raise NotFound(f"no public layer named {name!r}; public layers: {', '.join(PUBLIC)}")
     api = settings.api
     if limit is not None and limit > api.max_page_size:
-        raise InvalidInput(
-            f"limit {limit} is above the maximum page size {api.max_page_size}; page with offset"
-        )
+        raise InvalidInput(f"limit {limit} is above the maximum page size {api.max_page_size}; page with offset")
     size = limit or api.default_page_size
     result = page(
         conn, layer_named(name), bbox=BBox.parse(bbox) if bbox else None, limit=size, offset=offset,

@@ -148,12 +148,8 @@ def page(
     for row in conn.execute(rows).mappings():
         properties = {name: _jsonable(row[name]) for name in layer.published}
         geometry = json.loads(row["geometry_json"]) if layer.spatial else None
-        features.append(
-            {"type": "Feature", "id": row[layer.id_column], "geometry": geometry, "properties": properties}
-        )
-    return Page(
-        features=features, number_matched=conn.execute(count).scalar_one(), offset=offset, limit=limit
-    )
+        features.append({"type": "Feature", "id": row[layer.id_column], "geometry": geometry, "properties": properties})
+    return Page(features=features, number_matched=conn.execute(count).scalar_one(), offset=offset, limit=limit)
 
 
 def _jsonable(value: Any) -> Any:

@@ -198,6 +198,17 @@ CREATE TABLE illegal_buildings (
     CHECK (status <> 'demolished' OR demolished_m2 IS NOT NULL)
 );
 CREATE INDEX illegal_buildings_geom_idx ON illegal_buildings USING gist (geom);
+
+-- A demolished building with no recorded demolished area counts its whole footprint, measured here.
+CREATE FUNCTION citygrid_default_demolished_m2() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.status = 'demolished' AND NEW.demolished_m2 IS NULL THEN
+        NEW.demolished_m2 := ST_Area(ST_Transform(NEW.geom, 4544));
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER illegal_buildings_default_demolished_m2 BEFORE INSERT OR UPDATE ON illegal_buildings
+    FOR EACH ROW EXECUTE FUNCTION citygrid_default_demolished_m2();
 CREATE INDEX illegal_buildings_status_idx ON illegal_buildings (status);
 CREATE INDEX illegal_buildings_grid_idx ON illegal_buildings (grid_code);
 
@@ -368,6 +379,7 @@ DROP TABLE IF EXISTS incident_events, incidents, operations, stalls, markets, il
     catalogue_items, catalogue_categories, duties, people, squads, rivers, streets, grid_parts, grids,
     communities, subdistricts, boundary_generations;
 DROP FUNCTION IF EXISTS citygrid_refresh_grid_parts();
+DROP FUNCTION IF EXISTS citygrid_default_demolished_m2();
 DROP EXTENSION IF EXISTS btree_gist;
 DROP EXTENSION IF EXISTS postgis;
 """

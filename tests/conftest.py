@@ -1,0 +1,82 @@
+"""Test set-up: a fresh PostGIS test database, migrated and loaded once per session from the fixture.
+
+The database is the project's own cluster (started by ``make test``) or the server in DATABASE_URL;
+the tests use a separate database named ``<name>_test`` in it. Each db test runs in a transaction
+that is rolled back. A skipped test fails the run: a skipped PostGIS test hides a broken database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.pool import NullPool
+
+from spatial import migrate
+from spatial.loading import load_directory
+from spatial.settings import DatabaseSettings, Settings
+from tests.support import FIXTURES, fresh_database, server_url
+
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped:
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _skipped:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int) -> None:  # type: ignore[no-untyped-def]
+    if _skipped:
+        terminalreporter.write_line(
+            f"FAILED: {len(_skipped)} test(s) were skipped; no test may be skipped: " + ", ".join(_skipped),
+            red=True,
+        )
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    """Return the URL of the session's test database: migrated, catalogue synced, fixture loaded."""
+    name = (make_url(server_url()).database or "citygrid") + "_test"
+    url = fresh_database(name)
+    migrate.migrate(url)
+    engine = create_engine(url, poolclass=NullPool)
+    load_directory(engine, FIXTURES)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = create_engine(database_url, pool_size=5)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def conn(engine: Engine) -> Iterator[Connection]:
+    """A connection inside a transaction that is rolled back after the test."""
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        yield connection
+        transaction.rollback()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return Settings(database=DatabaseSettings(DATABASE_URL=database_url))
+
+
+@pytest.fixture(scope="session")
+def client(settings: Settings) -> Iterator[TestClient]:
+    from api.main import create_app
+
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client

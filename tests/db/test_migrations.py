@@ -1,0 +1,51 @@
+"""The schema is built by Alembic: up from empty, down back to empty, and up again."""
+
+from __future__ import annotations
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from spatial import migrate
+from tests.support import fresh_database
+
+TABLES = {
+    "boundary_generations", "subdistricts", "communities", "grids", "grid_parts", "streets", "rivers", "squads",
+    "people", "duties", "catalogue_categories", "catalogue_items", "illegal_buildings", "markets", "stalls",
+    "operations", "incidents", "incident_events", "alembic_version",
+}  # fmt: skip
+
+
+def _objects(url: str) -> tuple[set[str], set[str], set[str]]:
+    engine = create_engine(url, poolclass=NullPool)
+    with engine.connect() as conn:
+        tables = set(conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")).scalars()) - {
+            "spatial_ref_sys"
+        }
+        functions = set(conn.execute(text("SELECT proname FROM pg_proc WHERE proname LIKE 'citygrid%'")).scalars())
+        extensions = set(conn.execute(text("SELECT extname FROM pg_extension WHERE extname <> 'plpgsql'")).scalars())
+    engine.dispose()
+    return tables, functions, extensions
+
+
+def test_upgrade_from_empty_downgrade_to_empty_and_up_again() -> None:
+    url = fresh_database("citygrid_migrations_test")
+    assert _objects(url) == (set(), set(), set())
+
+    migrate.upgrade(url)
+    tables, functions, extensions = _objects(url)
+    assert tables == TABLES
+    assert functions == {
+        "citygrid_owner", "citygrid_duty_holder", "citygrid_generation_at", "citygrid_refresh_grid_parts",
+        "citygrid_default_demolished_m2",
+    }  # fmt: skip
+    assert extensions == {"postgis", "btree_gist"}
+
+    migrate.downgrade(url)
+    assert _objects(url) == ({"alembic_version"}, set(), set())
+
+    migrate.migrate(url)
+    engine = create_engine(url, poolclass=NullPool)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM catalogue_items")).scalar_one() == 147
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+    engine.dispose()

@@ -1,0 +1,35 @@
+"""Helpers shared by the tests: where the fixture is, and fresh databases on the test server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg2
+from sqlalchemy.engine import make_url
+
+from spatial import db
+from spatial.settings import DatabaseSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures" / "geojson"
+
+
+def server_url() -> str:
+    return db.database_url(DatabaseSettings())
+
+
+def fresh_database(name: str) -> str:
+    """Drop and create database ``name`` on the test server; return its SQLAlchemy URL."""
+    server = make_url(server_url())
+    admin = server.set(database="postgres")
+    conn = psycopg2.connect(
+        host=admin.host, port=admin.port, user=admin.username, password=admin.password, dbname=admin.database
+    )
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            cur.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        conn.close()
+    return server.set(database=name).render_as_string(hide_password=False)
