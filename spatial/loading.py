@@ -251,12 +251,18 @@ def _upsert_statement(layer: Layer, stage: sql.Identifier) -> sql.Composed:
         targets.append(sql.Identifier("geom"))
         values.append(geom)
         if layer.assigned:
+            # The chain comes from citygrid_owner_points over all staged rows at once (row_no is 1..n, the
+            # same order as the arrays), as of the report for incidents and as of now for the rest.
             point = geom if layer.geometry_types == ("Point",) else sql.SQL("ST_PointOnSurface({})").format(geom)
             at = sql.SQL("s.reported_at::timestamptz") if layer.name == "incidents" else sql.SQL("now()")
             chain = CHAIN_COLUMNS if layer.name == "incidents" else ("generation", "grid_code")
             targets.extend(sql.Identifier(c) for c in chain)
             values.extend(sql.SQL("o.{}").format(sql.Identifier(c)) for c in chain)
-            source = sql.SQL("{} CROSS JOIN LATERAL citygrid_owner({}, {}) o").format(source, point, at)
+            source = sql.SQL(
+                "{stage} s JOIN citygrid_owner_points("
+                "(SELECT array_agg({point} ORDER BY s.row_no) FROM {stage} s), "
+                "(SELECT array_agg({at} ORDER BY s.row_no) FROM {stage} s)) o ON o.row_no = s.row_no"
+            ).format(stage=stage, point=point, at=at)
     updates = [sql.SQL("{0} = EXCLUDED.{0}").format(t) for t in targets if t.strings[0] not in layer.key]
     conflict_action = (
         sql.SQL("DO UPDATE SET {}").format(sql.SQL(", ").join(updates)) if updates else sql.SQL("DO NOTHING")

@@ -305,74 +305,114 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT person_id FROM duties
     WHERE role = p_role AND target_kind = p_kind AND target_code = p_target
       AND valid_from <= at AND (valid_to IS NULL OR valid_to > at)
-    ORDER BY valid_from DESC, person_id
+    ORDER BY valid_from DESC
     LIMIT 1
 $$;
 
--- The responsibility chain of one point as of a moment: the one code path used by the owner lookup and
--- by incident intake, so the two can never disagree. Grid rule: every grid within edge_tol_m of the point
--- is a candidate and the lowest code owns it (documented, deterministic); with no candidate, the nearest
--- grid within outside_tol_m owns it, flagged outside; beyond that grid_code is NULL (not covered) and the
--- nearest grid is still reported. Street chief: nearest street within street_m, else the subdistrict chief.
+-- The responsibility chain of points, each as of its own moment: the one code path used by the owner
+-- lookup (one point), the batch lookup (a million) and incident intake, so they can never disagree.
+-- Set-based: points are located by index (grid pieces, nearest street, nearest river), then joined to
+-- grids, communities, squads and the duty periods in force at each point's moment.
+-- Grid rule: every grid within edge_tol_m of the point is a candidate and the lowest code owns it
+-- (documented, deterministic); with no candidate, the nearest grid within outside_tol_m owns it, flagged
+-- outside; beyond that grid_code is NULL (not covered) and the nearest grid is still reported.
+-- Street chief: the chief of the nearest street within street_m, else the subdistrict chief (街道办主任 is
+-- 街长 of the subdistrict). The exclusion constraint on duties guarantees at most one holder per role and
+-- target at any moment, so no join below can multiply a point.
+CREATE TYPE citygrid_chain AS (
+    row_no bigint, generation integer, grid_code text, community_code text, subdistrict_code text,
+    squad_code text, grid_member_id text, street_code text, street_distance_m double precision,
+    street_chief_id text, subdistrict_chief_id text, general_street_chief_id text, squad_leader_id text,
+    river_code text, river_distance_m double precision, river_chief_id text,
+    candidates text[], outside boolean, nearest_grid_code text, distance_to_grid_m double precision,
+    distance_to_boundary_m double precision);
+
+CREATE FUNCTION citygrid_owner_points(
+    geoms geometry[], ats timestamptz[],
+    edge_tol_m double precision DEFAULT 0.5, outside_tol_m double precision DEFAULT 200,
+    street_m double precision DEFAULT 50, river_m double precision DEFAULT 100)
+RETURNS SETOF citygrid_chain
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    WITH pts AS MATERIALIZED (
+        SELECT u.row_no, u.at, citygrid_generation_at(u.at) AS generation, ST_Transform(u.geom, 4544) AS p_m
+        FROM unnest(geoms, ats) WITH ORDINALITY AS u (geom, at, row_no)
+    ), located AS MATERIALIZED (
+        SELECT pts.*, o.grid_code, o.candidates, o.outside, o.nearest_code, o.distance_m,
+               st.code AS street_code, st.distance_m AS street_distance_m,
+               rv.code AS river_code, rv.distance_m AS river_distance_m
+        FROM pts
+        LEFT JOIN LATERAL (
+            SELECT cand.codes[1] AS grid_code, cand.codes AS candidates, false AS outside,
+                   cand.codes[1] AS nearest_code, 0::double precision AS distance_m
+            FROM (SELECT array_agg(DISTINCT gp.grid_code ORDER BY gp.grid_code) AS codes
+                  FROM grid_parts gp
+                  WHERE gp.generation = pts.generation AND ST_DWithin(gp.geom_m, pts.p_m, edge_tol_m)) cand
+            WHERE cand.codes IS NOT NULL
+            UNION ALL
+            SELECT * FROM (
+                SELECT CASE WHEN ST_Distance(gp.geom_m, pts.p_m) <= outside_tol_m THEN gp.grid_code END,
+                       CASE WHEN ST_Distance(gp.geom_m, pts.p_m) <= outside_tol_m THEN ARRAY[gp.grid_code]
+                            ELSE ARRAY[]::text[] END,
+                       true, gp.grid_code, ST_Distance(gp.geom_m, pts.p_m)
+                FROM grid_parts gp
+                WHERE gp.generation = pts.generation
+                ORDER BY gp.geom_m <-> pts.p_m
+                LIMIT 1) nearest
+            LIMIT 1
+        ) o ON true
+        LEFT JOIN LATERAL (
+            SELECT s.code, ST_Distance(s.geom_m, pts.p_m) AS distance_m FROM streets s
+            WHERE ST_DWithin(s.geom_m, pts.p_m, street_m)
+            ORDER BY s.geom_m <-> pts.p_m LIMIT 1
+        ) st ON true
+        LEFT JOIN LATERAL (
+            SELECT r.code, ST_Distance(r.geom_m, pts.p_m) AS distance_m FROM rivers r
+            WHERE ST_DWithin(r.geom_m, pts.p_m, river_m)
+            ORDER BY r.geom_m <-> pts.p_m LIMIT 1
+        ) rv ON true
+    )
+    SELECT l.row_no, l.generation, l.grid_code, g.community_code, c.subdistrict_code, sq.code,
+           gm.person_id, l.street_code, l.street_distance_m, COALESCE(stc.person_id, sdc.person_id),
+           sdc.person_id, gsc.person_id, sql.person_id,
+           l.river_code, l.river_distance_m, rvc.person_id,
+           l.candidates, l.outside, l.nearest_code, l.distance_m,
+           CASE WHEN l.grid_code IS NOT NULL AND NOT l.outside THEN ST_Distance(ST_Boundary(g.geom_m), l.p_m) END
+    FROM located l
+    LEFT JOIN grids g ON g.generation = l.generation AND g.code = l.grid_code
+    LEFT JOIN communities c ON c.generation = l.generation AND c.code = g.community_code
+    LEFT JOIN squads sq ON sq.subdistrict_code = c.subdistrict_code
+    LEFT JOIN duties gm ON gm.target_kind = 'grid' AND gm.target_code = l.grid_code AND gm.role = 'grid_member'
+        AND gm.valid_from <= l.at AND (gm.valid_to IS NULL OR gm.valid_to > l.at)
+    LEFT JOIN duties stc ON stc.target_kind = 'street' AND stc.target_code = l.street_code
+        AND stc.role = 'street_chief' AND stc.valid_from <= l.at AND (stc.valid_to IS NULL OR stc.valid_to > l.at)
+    LEFT JOIN duties sdc ON sdc.target_kind = 'subdistrict' AND sdc.target_code = c.subdistrict_code
+        AND sdc.role = 'subdistrict_chief' AND sdc.valid_from <= l.at
+        AND (sdc.valid_to IS NULL OR sdc.valid_to > l.at)
+    LEFT JOIN duties gsc ON gsc.target_kind = 'city' AND gsc.target_code = left(c.subdistrict_code, 6)
+        AND gsc.role = 'general_street_chief' AND gsc.valid_from <= l.at
+        AND (gsc.valid_to IS NULL OR gsc.valid_to > l.at)
+    LEFT JOIN duties sql ON sql.target_kind = 'squad' AND sql.target_code = sq.code AND sql.role = 'squad_leader'
+        AND sql.valid_from <= l.at AND (sql.valid_to IS NULL OR sql.valid_to > l.at)
+    LEFT JOIN duties rvc ON rvc.target_kind = 'river' AND rvc.target_code = l.river_code
+        AND rvc.role = 'river_chief' AND rvc.valid_from <= l.at AND (rvc.valid_to IS NULL OR rvc.valid_to > l.at)
+$$;
+
+-- One point: a thin wrapper for psql users and single lookups.
 CREATE FUNCTION citygrid_owner(
     p geometry, at timestamptz DEFAULT now(),
     edge_tol_m double precision DEFAULT 0.5, outside_tol_m double precision DEFAULT 200,
     street_m double precision DEFAULT 50, river_m double precision DEFAULT 100)
-RETURNS TABLE (
-    generation integer, grid_code text, community_code text, subdistrict_code text, squad_code text,
-    grid_member_id text, street_code text, street_distance_m double precision, street_chief_id text,
-    subdistrict_chief_id text, general_street_chief_id text,
-    river_code text, river_distance_m double precision, river_chief_id text,
-    candidates text[], outside boolean, nearest_grid_code text, distance_to_grid_m double precision)
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT q.generation, o.grid_code, g.community_code, c.subdistrict_code, sq.code,
-           citygrid_duty_holder('grid_member', 'grid', o.grid_code, at),
-           st.code, st.distance_m,
-           COALESCE(citygrid_duty_holder('street_chief', 'street', st.code, at),
-                    citygrid_duty_holder('subdistrict_chief', 'subdistrict', c.subdistrict_code, at)),
-           citygrid_duty_holder('subdistrict_chief', 'subdistrict', c.subdistrict_code, at),
-           citygrid_duty_holder('general_street_chief', 'city', left(c.subdistrict_code, 6), at),
-           rv.code, rv.distance_m, citygrid_duty_holder('river_chief', 'river', rv.code, at),
-           o.candidates, o.outside, o.nearest_code, o.distance_m
-    FROM (SELECT citygrid_generation_at(at) AS generation, ST_Transform(p, 4544) AS p_m) q
-    LEFT JOIN LATERAL (
-        SELECT cand.codes[1] AS grid_code, cand.codes AS candidates, false AS outside,
-               cand.codes[1] AS nearest_code, 0::double precision AS distance_m
-        FROM (SELECT array_agg(DISTINCT gp.grid_code ORDER BY gp.grid_code) AS codes
-              FROM grid_parts gp
-              WHERE gp.generation = q.generation AND ST_DWithin(gp.geom_m, q.p_m, edge_tol_m)) cand
-        WHERE cand.codes IS NOT NULL
-        UNION ALL
-        SELECT * FROM (
-            SELECT CASE WHEN ST_Distance(gp.geom_m, q.p_m) <= outside_tol_m THEN gp.grid_code END,
-                   CASE WHEN ST_Distance(gp.geom_m, q.p_m) <= outside_tol_m THEN ARRAY[gp.grid_code]
-                        ELSE ARRAY[]::text[] END,
-                   true, gp.grid_code, ST_Distance(gp.geom_m, q.p_m)
-            FROM grid_parts gp
-            WHERE gp.generation = q.generation
-            ORDER BY gp.geom_m <-> q.p_m
-            LIMIT 1) nearest
-        LIMIT 1
-    ) o ON true
-    LEFT JOIN grids g ON g.generation = q.generation AND g.code = o.grid_code
-    LEFT JOIN communities c ON c.generation = q.generation AND c.code = g.community_code
-    LEFT JOIN squads sq ON sq.subdistrict_code = c.subdistrict_code
-    LEFT JOIN LATERAL (
-        SELECT s.code, ST_Distance(s.geom_m, q.p_m) AS distance_m FROM streets s
-        WHERE ST_DWithin(s.geom_m, q.p_m, street_m)
-        ORDER BY s.geom_m <-> q.p_m LIMIT 1
-    ) st ON true
-    LEFT JOIN LATERAL (
-        SELECT r.code, ST_Distance(r.geom_m, q.p_m) AS distance_m FROM rivers r
-        WHERE ST_DWithin(r.geom_m, q.p_m, river_m)
-        ORDER BY r.geom_m <-> q.p_m LIMIT 1
-    ) rv ON true
+RETURNS SETOF citygrid_chain LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT * FROM citygrid_owner_points(ARRAY[p], ARRAY[at], edge_tol_m, outside_tol_m, street_m, river_m)
 $$;
 """
 
 DOWNGRADE = r"""
 DROP FUNCTION IF EXISTS citygrid_owner(geometry, timestamptz, double precision, double precision,
                                        double precision, double precision);
+DROP FUNCTION IF EXISTS citygrid_owner_points(geometry[], timestamptz[], double precision, double precision,
+                                              double precision, double precision);
+DROP TYPE IF EXISTS citygrid_chain;
 DROP FUNCTION IF EXISTS citygrid_duty_holder(text, text, text, timestamptz);
 DROP FUNCTION IF EXISTS citygrid_generation_at(timestamptz);
 DROP TABLE IF EXISTS incident_events, incidents, operations, stalls, markets, illegal_buildings,
