@@ -14,7 +14,15 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from spatial.errors import CitygridError, DatabaseUnavailable, InvalidInput, NotFound, SetupError
 
+
+class UnsupportedMediaType(InvalidInput):
+    """The request body is in a format the endpoint does not read."""
+
+    code = "unsupported_media_type"
+
+
 STATUS: dict[type[CitygridError], int] = {
+    UnsupportedMediaType: 415,
     NotFound: 404,
     InvalidInput: 422,
     DatabaseUnavailable: 503,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api import errors
-from api.routers import health, layers
+from api.routers import health, layers, owner
 from spatial import db
 from spatial.settings import Settings
 
@@ -23,4 +23,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(health.router)
     app.include_router(layers.router)
+    app.include_router(owner.router)
     return app

@@ -35,8 +35,8 @@ def test_upgrade_from_empty_downgrade_to_empty_and_up_again() -> None:
     tables, functions, extensions = _objects(url)
     assert tables == TABLES
     assert functions == {
-        "citygrid_owner", "citygrid_owner_points", "citygrid_duty_holder", "citygrid_generation_at", "citygrid_refresh_grid_parts",
-        "citygrid_default_demolished_m2",
+        "citygrid_owner", "citygrid_owner_points", "citygrid_duty_holder", "citygrid_generation_at",
+        "citygrid_refresh_grid_parts", "citygrid_default_demolished_m2",
     }  # fmt: skip
     assert extensions == {"postgis", "btree_gist"}
 

@@ -322,7 +322,7 @@ $$;
 CREATE TYPE citygrid_chain AS (
     row_no bigint, generation integer, grid_code text, community_code text, subdistrict_code text,
     squad_code text, grid_member_id text, street_code text, street_distance_m double precision,
-    street_chief_id text, subdistrict_chief_id text, general_street_chief_id text, squad_leader_id text,
+    street_chief_id text, street_chief_basis text, subdistrict_chief_id text, general_street_chief_id text, squad_leader_id text,
     river_code text, river_distance_m double precision, river_chief_id text,
     candidates text[], outside boolean, nearest_grid_code text, distance_to_grid_m double precision,
     distance_to_boundary_m double precision);
@@ -373,6 +373,7 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
     )
     SELECT l.row_no, l.generation, l.grid_code, g.community_code, c.subdistrict_code, sq.code,
            gm.person_id, l.street_code, l.street_distance_m, COALESCE(stc.person_id, sdc.person_id),
+           CASE WHEN stc.person_id IS NOT NULL THEN 'street' WHEN sdc.person_id IS NOT NULL THEN 'subdistrict' END,
            sdc.person_id, gsc.person_id, sql.person_id,
            l.river_code, l.river_distance_m, rvc.person_id,
            l.candidates, l.outside, l.nearest_code, l.distance_m,

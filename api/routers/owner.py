@@ -1,0 +1,77 @@
+"""``/v1/owner``: who owns this point — the whole responsibility chain, for one point or a file of them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+
+from api.deps import ConnectionDep, EngineDep, SettingsDep
+from api.errors import UnsupportedMediaType
+from spatial import owner, owner_batch
+from spatial.errors import InvalidInput
+
+router = APIRouter(prefix="/v1/owner", tags=["owner"])
+
+CRS_HELP = "wgs84 (default), cgcs2000, gcj02 (AMap, Tencent, WeChat), bd09 (Baidu) or EPSG:<code> (e.g. EPSG:4544)"
+
+
+@router.get(
+    "",
+    summary="Who owns this point (谁的责任): grid, community, subdistrict, squad, grid member, chiefs",
+    responses={
+        404: {"description": "not covered: the nearest grid and its distance are in `detail`"},
+        422: {"description": "bad coordinates, unknown crs, or longitude and latitude swapped"},
+    },
+)
+def owner_of_point(
+    conn: ConnectionDep,
+    settings: SettingsDep,
+    lon: Annotated[float, Query(description="longitude, or x (metres) for a projected EPSG crs")],
+    lat: Annotated[float, Query(description="latitude, or y (metres) for a projected EPSG crs")],
+    crs: Annotated[str | None, Query(description=CRS_HELP)] = None,
+    at: Annotated[datetime | None, Query(description="ISO 8601 moment with time zone (default: now)")] = None,
+) -> dict[str, Any]:
+    """Return the chain of the point as of ``at``; a point on a shared edge is ``ambiguous`` (lowest code owns)."""
+    return owner.lookup(conn, lon, lat, crs=crs, at=at, rules=settings.owner).as_dict()
+
+
+@router.post(
+    "/batch",
+    summary="Owners of up to 1,000,000 points (CSV with lon/lat columns, or a GeoJSON FeatureCollection)",
+    description=(
+        "Send `text/csv` (columns lon/lat, lng/lat, longitude/latitude or x/y; UTF-8) or `application/geo+json`. "
+        "The answer streams back in the same order and format: each input row or feature with its chain, "
+        "or with its own error (the batch does not fail for a bad row)."
+    ),
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}, "application/geo+json": {}}}},
+)
+async def owners_of_points(
+    request: Request,
+    engine: EngineDep,
+    settings: SettingsDep,
+    crs: Annotated[str | None, Query(description=CRS_HELP)] = None,
+    at: Annotated[datetime | None, Query(description="ISO 8601 moment with time zone (default: now)")] = None,
+) -> StreamingResponse:
+    """Stream every input row back with its responsibility chain."""
+    if at is not None and at.tzinfo is None:
+        raise InvalidInput(f"at={at.isoformat()} has no time zone: add one, e.g. 2017-05-01T09:00:00+08:00")
+    body = await request.body()
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in ("text/csv", "application/csv"):
+        batch = await run_in_threadpool(owner_batch.read_csv, body, crs=crs)
+        write, media_type = owner_batch.write_csv, "text/csv; charset=utf-8"
+    elif content_type in ("application/geo+json", "application/json"):
+        batch = await run_in_threadpool(owner_batch.read_geojson, body, crs=crs)
+        write, media_type = owner_batch.write_geojson, "application/geo+json"
+    else:
+        raise UnsupportedMediaType(
+            f"content-type {content_type or '(none)'} is not supported: send text/csv or application/geo+json"
+        )
+    answers = owner_batch.answer(engine, batch, at=at, rules=settings.owner)
+    answers = await run_in_threadpool(owner_batch.primed, answers)
+    return StreamingResponse(iterate_in_threadpool(write(batch, answers)), media_type=media_type)

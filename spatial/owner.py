@@ -1,0 +1,228 @@
+"""Who owns this point: the whole responsibility chain, for one point or a million.
+
+The chain itself (grid, community, subdistrict, squad, and every duty holder) comes from the database
+function ``citygrid_owner_points``, the same one incident intake uses; this module converts coordinates,
+applies the rules of DESIGN.md "Responsibility" to the answer, and adds names and phone numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from spatial.crs import InputCrs, parse_crs, to_wgs84
+from spatial.errors import InvalidInput, NotFound
+from spatial.settings import OwnerSettings
+
+PEOPLE_ROLES = (
+    "grid_member",
+    "street_chief",
+    "subdistrict_chief",
+    "general_street_chief",
+    "squad_leader",
+    "river_chief",
+)
+
+_LOOKUP = text(
+    """
+    SELECT o.*, bg.label AS generation_label, g.name AS grid_name, c.name AS community_name,
+           sd.name AS subdistrict_name, sd.name_en AS subdistrict_name_en,
+           sq.name AS squad_name, sq.headcount AS squad_headcount, sq.assistants AS squad_assistants,
+           st.name AS street_name, rv.name AS river_name, ng.name AS nearest_grid_name,
+           (SELECT jsonb_object_agg(p.id, jsonb_build_object('id', p.id, 'name', p.name, 'phone', p.phone,
+                                                             'title', p.title))
+            FROM people p
+            WHERE p.id IN (o.grid_member_id, o.street_chief_id, o.subdistrict_chief_id, o.general_street_chief_id,
+                           o.squad_leader_id, o.river_chief_id)) AS people
+    FROM citygrid_owner(ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :at, :edge_tol_m, :outside_tol_m,
+                        :street_m, :river_m) o
+    LEFT JOIN boundary_generations bg ON bg.generation = o.generation
+    LEFT JOIN grids g ON g.generation = o.generation AND g.code = o.grid_code
+    LEFT JOIN grids ng ON ng.generation = o.generation AND ng.code = o.nearest_grid_code
+    LEFT JOIN communities c ON c.generation = o.generation AND c.code = o.community_code
+    LEFT JOIN subdistricts sd ON sd.generation = o.generation AND sd.code = o.subdistrict_code
+    LEFT JOIN squads sq ON sq.code = o.squad_code
+    LEFT JOIN streets st ON st.code = o.street_code
+    LEFT JOIN rivers rv ON rv.code = o.river_code
+    """
+)
+
+
+class NotCovered(NotFound):
+    """The point is farther from every grid than the tolerance allows."""
+
+    code = "not_covered"
+
+
+@dataclass(frozen=True)
+class Point:
+    """A point as given and as stored (WGS-84)."""
+
+    lon: float
+    lat: float
+    crs: str
+    given: tuple[float, float]
+
+
+@dataclass
+class OwnerAnswer:
+    """The responsibility chain of one point as of one moment, with names and phone numbers."""
+
+    point: Point
+    at: datetime
+    row: dict[str, Any]
+    people: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def person(self, person_id: str | None) -> dict[str, Any] | None:
+        """Return id, name, phone and title of a person in the chain, or None."""
+        return self.people.get(person_id) if person_id else None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the answer as the JSON the API and the CLI print."""
+        r = self.row
+        street = (
+            {"code": r["street_code"], "name": r["street_name"], "distance_m": _m(r["street_distance_m"])}
+            if r["street_code"]
+            else None
+        )
+        river = (
+            {
+                "river": {"code": r["river_code"], "name": r["river_name"], "distance_m": _m(r["river_distance_m"])},
+                "person": self.person(r["river_chief_id"]),
+            }
+            if r["river_code"]
+            else None
+        )
+        return {
+            "point": {"lon": self.point.lon, "lat": self.point.lat, "crs": self.point.crs, "given": self.point.given},
+            "at": self.at.isoformat(),
+            "generation": {"generation": r["generation"], "label": r["generation_label"]},
+            "grid": {"code": r["grid_code"], "name": r["grid_name"]},
+            "community": {"code": r["community_code"], "name": r["community_name"]},
+            "subdistrict": {
+                "code": r["subdistrict_code"],
+                "name": r["subdistrict_name"],
+                "name_en": r["subdistrict_name_en"],
+            },
+            "squad": {
+                "code": r["squad_code"],
+                "name": r["squad_name"],
+                "headcount": r["squad_headcount"],
+                "assistants": r["squad_assistants"],
+                "leader": self.person(r["squad_leader_id"]),
+            },
+            "grid_member": self.person(r["grid_member_id"]),
+            "street_chief": {
+                "person": self.person(r["street_chief_id"]),
+                "basis": r["street_chief_basis"],
+                "street": street,
+            },
+            "subdistrict_chief": self.person(r["subdistrict_chief_id"]),
+            "general_street_chief": self.person(r["general_street_chief_id"]),
+            "river_chief": river,
+            "ambiguous": len(r["candidates"] or []) > 1,
+            "candidates": list(r["candidates"] or []),
+            "outside": bool(r["outside"]),
+            "distance_to_grid_m": _m(r["distance_to_grid_m"]),
+            "distance_to_boundary_m": _m(r["distance_to_boundary_m"]),
+        }
+
+
+def _m(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def locate(x: float, y: float, crs_name: str | None) -> Point:
+    """Return the WGS-84 point for coordinates given in ``crs_name``; refuse NaN and impossible values."""
+    crs = parse_crs(crs_name)
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise InvalidInput(f"coordinates ({x}, {y}) are not finite numbers: give lon and lat as decimal degrees")
+    if not crs.projected:
+        check_range(x, y)
+    lon, lat = to_wgs84(x, y, crs)
+    return Point(lon=round(lon, 8), lat=round(lat, 8), crs=crs.name, given=(x, y))
+
+
+def check_range(lon: float, lat: float) -> None:
+    """Refuse a longitude outside -180..180 or a latitude outside -90..90, saying when they look swapped."""
+    if -180 <= lon <= 180 and -90 <= lat <= 90:
+        return
+    hint = " — they look swapped: give lon first, then lat" if -90 <= lon <= 90 and -180 <= lat <= 180 else ""
+    raise InvalidInput(f"lon {lon} / lat {lat} are out of range (lon -180..180, lat -90..90){hint}")
+
+
+def _query(conn: Connection, lon: float, lat: float, at: datetime, rules: OwnerSettings) -> dict[str, Any] | None:
+    row = (
+        conn.execute(
+            _LOOKUP,
+            {
+                "lon": lon,
+                "lat": lat,
+                "at": at,
+                "edge_tol_m": rules.edge_tolerance_m,
+                "outside_tol_m": rules.outside_tolerance_m,
+                "street_m": rules.street_radius_m,
+                "river_m": rules.river_radius_m,
+            },
+        )
+        .mappings()
+        .one_or_none()
+    )
+    return dict(row) if row is not None else None
+
+
+def lookup(
+    conn: Connection,
+    x: float,
+    y: float,
+    *,
+    crs: str | None = None,
+    at: datetime | None = None,
+    rules: OwnerSettings,
+) -> OwnerAnswer:
+    """Return the chain of the point (x, y) in ``crs`` as of ``at`` (default now).
+
+    Raises NotCovered (with the nearest grid and its distance) when the point is beyond the tolerance,
+    InvalidInput when it would be covered with longitude and latitude swapped, NotFound when no boundary
+    generation was in force at ``at``.
+    """
+    moment = at or datetime.now(UTC)
+    if moment.tzinfo is None:
+        raise InvalidInput(f"at={moment.isoformat()} has no time zone: add one, e.g. 2017-05-01T09:00:00+08:00")
+    point = locate(x, y, crs)
+    row = _query(conn, point.lon, point.lat, moment, rules)
+    if row is None or row["generation"] is None:
+        raise NotFound(f"no boundary generation was in force at {moment.isoformat()}; ask about a later moment")
+    if row["grid_code"] is None:
+        _refuse_uncovered(conn, point, moment, row, rules, crs)
+    return OwnerAnswer(point=point, at=moment, row=row, people=row.pop("people") or {})
+
+
+def _refuse_uncovered(
+    conn: Connection, point: Point, at: datetime, row: dict[str, Any], rules: OwnerSettings, crs: str | None
+) -> None:
+    swapped_crs: InputCrs = parse_crs(crs)
+    if not swapped_crs.projected and -90 <= point.given[0] <= 90:
+        swapped = _query(conn, *to_wgs84(point.given[1], point.given[0], swapped_crs), at, rules)
+        if swapped is not None and swapped["grid_code"] is not None and not swapped["outside"]:
+            raise InvalidInput(
+                f"({point.given[0]}, {point.given[1]}) is outside every grid, but ({point.given[1]}, "
+                f"{point.given[0]}) falls in grid {swapped['grid_code']}: longitude and latitude look swapped; "
+                "give lon first, then lat",
+                detail={"swapped_grid_code": swapped["grid_code"]},
+            )
+    distance = _m(row["distance_to_grid_m"])
+    raise NotCovered(
+        f"not covered: the point is {distance} m from the nearest grid {row['nearest_grid_code']} "
+        f"({row['nearest_grid_name']}), beyond the {rules.outside_tolerance_m:g} m tolerance",
+        detail={
+            "nearest_grid": {"code": row["nearest_grid_code"], "name": row["nearest_grid_name"]},
+            "distance_m": distance,
+            "tolerance_m": rules.outside_tolerance_m,
+        },
+    )

@@ -1,0 +1,297 @@
+"""Who owns these points: a CSV or GeoJSON file of up to a million points, answered set-based in PostGIS.
+
+Steps: read the rows (every input column is kept), check and convert the coordinates with numpy (a bad
+row gets its own error and the batch goes on), COPY the good points into a temporary table, and ask
+``citygrid_owner_points`` — the function single lookups and incident intake use — for all of them in one
+query per chunk. Chunks run on separate connections at once (one per core), then every input row is
+written back in its input order with its chain, or its error.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from psycopg2.extensions import connection as PgConnection
+from sqlalchemy import Engine
+
+from spatial.crs import parse_crs, to_wgs84_arrays
+from spatial.errors import InvalidInput
+from spatial.settings import OwnerSettings
+
+MAX_POINTS = 1_000_000
+LON_NAMES = ("lon", "lng", "longitude", "x", "经度")
+LAT_NAMES = ("lat", "latitude", "y", "纬度")
+
+# What each answered row gains, in this order (CSV columns; GeoJSON "owner" members).
+CHAIN_FIELDS = (
+    "grid_code", "grid_name", "community_code", "community_name", "subdistrict_code", "subdistrict_name",
+    "squad_code", "squad_name", "grid_member_id", "grid_member_name", "grid_member_phone", "street_code",
+    "street_name", "street_distance_m", "street_chief_id", "street_chief_name", "subdistrict_chief_id",
+    "general_street_chief_id", "river_code", "river_distance_m", "river_chief_id", "generation", "ambiguous",
+    "candidates", "outside", "distance_to_grid_m", "distance_to_boundary_m", "error",
+)  # fmt: skip
+
+_RESULT_SQL = """
+CREATE TEMP TABLE owner_result ON COMMIT DROP AS
+SELECT p.pos, o.grid_code, g.name AS grid_name, o.community_code, c.name AS community_name, o.subdistrict_code,
+       sd.name AS subdistrict_name, o.squad_code, sq.name AS squad_name, o.grid_member_id,
+       gm.name AS grid_member_name, gm.phone AS grid_member_phone, o.street_code, st.name AS street_name,
+       round(o.street_distance_m::numeric, 2) AS street_distance_m, o.street_chief_id, sc.name AS street_chief_name,
+       o.subdistrict_chief_id, o.general_street_chief_id, o.river_code,
+       round(o.river_distance_m::numeric, 2) AS river_distance_m, o.river_chief_id, o.generation,
+       cardinality(o.candidates) > 1 AS ambiguous, array_to_string(o.candidates, ' ') AS candidates, o.outside,
+       round(o.distance_to_grid_m::numeric, 2) AS distance_to_grid_m,
+       round(o.distance_to_boundary_m::numeric, 2) AS distance_to_boundary_m,
+       CASE WHEN o.grid_code IS NULL THEN
+            'not covered: ' || round(o.distance_to_grid_m::numeric, 1) || ' m from grid ' || o.nearest_grid_code
+       END AS error
+FROM owner_points p
+JOIN citygrid_owner_points(
+        (SELECT array_agg(ST_SetSRID(ST_MakePoint(lon, lat), 4326) ORDER BY pos) FROM owner_points),
+        array_fill(%(at)s::timestamptz, ARRAY[(SELECT count(*)::int FROM owner_points)]),
+        %(edge)s, %(outside)s, %(street)s, %(river)s) o ON o.row_no = p.pos
+LEFT JOIN grids g ON g.generation = o.generation AND g.code = o.grid_code
+LEFT JOIN communities c ON c.generation = o.generation AND c.code = o.community_code
+LEFT JOIN subdistricts sd ON sd.generation = o.generation AND sd.code = o.subdistrict_code
+LEFT JOIN squads sq ON sq.code = o.squad_code
+LEFT JOIN streets st ON st.code = o.street_code
+LEFT JOIN people gm ON gm.id = o.grid_member_id
+LEFT JOIN people sc ON sc.id = o.street_chief_id
+"""
+
+
+@dataclass
+class Batch:
+    """Input rows with their coordinates checked: ``ok`` marks rows sent to the database."""
+
+    columns: list[str]
+    rows: pd.DataFrame
+    lon: npt.NDArray[np.float64]
+    lat: npt.NDArray[np.float64]
+    errors: list[str | None]
+    kind: str  # "csv" | "geojson"
+    features: list[dict[str, Any]] | None = None
+
+    @property
+    def ok(self) -> npt.NDArray[np.bool_]:
+        """Return a mask of rows whose coordinates are good."""
+        return np.array([e is None for e in self.errors], dtype=bool)
+
+
+def _column(columns: list[str], names: tuple[str, ...], what: str) -> str:
+    lowered = {c.strip().lower(): c for c in columns}
+    for name in names:
+        if name in lowered:
+            return lowered[name]
+    raise InvalidInput(f"the CSV has no {what} column: name one of {', '.join(names)} (found: {', '.join(columns)})")
+
+
+def read_csv(data: bytes, *, crs: str | None) -> Batch:
+    """Read a CSV with lon/lat columns (UTF-8, with or without BOM); check every row's coordinates."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidInput("the CSV is not UTF-8: save it as 'CSV UTF-8' (Excel) and send it again") from None
+    frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    if len(frame) > MAX_POINTS:
+        raise InvalidInput(f"{len(frame)} rows is more than {MAX_POINTS:,} points: split the file")
+    columns = [str(c) for c in frame.columns]
+    lon_col, lat_col = _column(columns, LON_NAMES, "longitude"), _column(columns, LAT_NAMES, "latitude")
+    x = pd.to_numeric(frame[lon_col], errors="coerce").to_numpy(dtype=np.float64)
+    y = pd.to_numeric(frame[lat_col], errors="coerce").to_numpy(dtype=np.float64)
+    return _checked(columns, frame, x, y, crs, "csv")
+
+
+def read_geojson(data: bytes, *, crs: str | None) -> Batch:
+    """Read a GeoJSON FeatureCollection of points; a feature without a point gets its own error."""
+    try:
+        collection = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInput(f"the body is not valid GeoJSON ({exc}); send a FeatureCollection of points") from None
+    if not isinstance(collection, dict) or collection.get("type") != "FeatureCollection":
+        raise InvalidInput("the GeoJSON is not a FeatureCollection: wrap the points in one")
+    features = collection.get("features") or []
+    if len(features) > MAX_POINTS:
+        raise InvalidInput(f"{len(features)} features is more than {MAX_POINTS:,} points: split the file")
+    x = np.full(len(features), np.nan)
+    y = np.full(len(features), np.nan)
+    for i, feature in enumerate(features):
+        geometry = (feature or {}).get("geometry") or {}
+        coords = geometry.get("coordinates")
+        if geometry.get("type") == "Point" and isinstance(coords, list) and len(coords) >= 2:
+            try:
+                x[i], y[i] = float(coords[0]), float(coords[1])
+            except (TypeError, ValueError):
+                pass
+    batch = _checked([], pd.DataFrame(index=range(len(features))), x, y, crs, "geojson")
+    batch.features = features
+    return batch
+
+
+def _checked(
+    columns: list[str], frame: pd.DataFrame, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64],
+    crs_name: str | None, kind: str,
+) -> Batch:  # fmt: skip
+    crs = parse_crs(crs_name)
+    errors: list[str | None] = [None] * len(x)
+    finite = np.isfinite(x) & np.isfinite(y)
+    in_range = finite if crs.projected else finite & (np.abs(x) <= 180) & (np.abs(y) <= 90)
+    for i in np.flatnonzero(~in_range):
+        if not finite[i]:
+            errors[i] = "coordinates missing or not numbers"
+        elif abs(x[i]) <= 90 and abs(y[i]) <= 180:
+            errors[i] = f"lon {x[i]} / lat {y[i]} out of range: they look swapped (give lon first, then lat)"
+        else:
+            errors[i] = f"lon {x[i]} / lat {y[i]} out of range (lon -180..180, lat -90..90)"
+    lon = np.full(len(x), np.nan)
+    lat = np.full(len(x), np.nan)
+    if in_range.any():
+        lon[in_range], lat[in_range] = to_wgs84_arrays(x[in_range], y[in_range], crs)
+    return Batch(columns=columns, rows=frame, lon=lon, lat=lat, errors=errors, kind=kind)
+
+
+def _answer_chunk(
+    engine: Engine, lon: npt.NDArray[np.float64], lat: npt.NDArray[np.float64], at: datetime, rules: OwnerSettings,
+    out: queue.Queue[Any],
+) -> None:  # fmt: skip
+    """Answer one chunk on its own connection; put its rows (ordered) on ``out``, then None."""
+    try:
+        raw = engine.raw_connection()
+        try:
+            conn: PgConnection = raw.driver_connection
+            with conn.cursor() as cur:
+                cur.execute("CREATE TEMP TABLE owner_points (pos integer, lon float8, lat float8) ON COMMIT DROP")
+                buffer = io.StringIO()
+                np.savetxt(
+                    buffer, np.column_stack([np.arange(1, len(lon) + 1), lon, lat]), fmt=("%d", "%.9f", "%.9f"),
+                    delimiter=",",
+                )  # fmt: skip
+                buffer.seek(0)
+                cur.copy_expert("COPY owner_points FROM STDIN WITH (FORMAT csv)", buffer)
+                params = {
+                    "at": at, "edge": rules.edge_tolerance_m, "outside": rules.outside_tolerance_m,
+                    "street": rules.street_radius_m, "river": rules.river_radius_m,
+                }  # fmt: skip
+                cur.execute(_RESULT_SQL, params)
+            with conn.cursor("owner_stream") as stream:
+                stream.itersize = 20_000
+                stream.execute("SELECT * FROM owner_result ORDER BY 1")
+                for row in stream:
+                    out.put(row[1:])
+            conn.commit()
+        finally:
+            raw.close()
+        out.put(None)
+    except Exception as exc:  # handed to the consumer, which raises it in the request's thread
+        out.put(exc)
+
+
+def answer(
+    engine: Engine, batch: Batch, *, at: datetime | None = None, rules: OwnerSettings, workers: int = 2
+) -> Iterator[tuple[int, tuple[Any, ...] | None]]:
+    """Yield (input row index, chain row or None) for every input row, in input order."""
+    moment = at or datetime.now(UTC)
+    good = np.flatnonzero(batch.ok)
+    chunks = [c for c in np.array_split(good, max(1, min(workers, len(good) // 10_000 or 1))) if len(c)]
+    queues: list[queue.Queue[Any]] = [queue.Queue(maxsize=200_000) for _ in chunks]
+    threads = [
+        threading.Thread(target=_answer_chunk, args=(engine, batch.lon[c], batch.lat[c], moment, rules, q), daemon=True)
+        for c, q in zip(chunks, queues, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    cursor = 0
+    for chunk, results in zip(chunks, queues, strict=True):
+        for index in chunk:
+            while cursor < index:
+                yield cursor, None
+                cursor += 1
+            row = results.get()
+            if isinstance(row, Exception):
+                raise row
+            yield int(index), row
+            cursor = int(index) + 1
+        tail = results.get()
+        if isinstance(tail, Exception):
+            raise tail
+    while cursor < len(batch.errors):
+        yield cursor, None
+        cursor += 1
+
+
+def primed(answers: Iterator[tuple[int, tuple[Any, ...] | None]]) -> Iterator[tuple[int, tuple[Any, ...] | None]]:
+    """Return ``answers`` with its first item already computed, so that a failing query raises here."""
+    try:
+        first = next(answers)
+    except StopIteration:
+        return iter(())
+    return itertools.chain([first], answers)
+
+
+def write_csv(batch: Batch, answers: Iterator[tuple[int, tuple[Any, ...] | None]]) -> Iterator[str]:
+    """Yield the CSV output in pieces: every input column, then the chain columns and ``error``."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow([*batch.columns, *CHAIN_FIELDS])
+    values = batch.rows.to_numpy()
+    blank = [""] * (len(CHAIN_FIELDS) - 1)
+    for index, row in answers:
+        if row is None:
+            writer.writerow([*values[index], *blank, batch.errors[index]])
+        else:
+            writer.writerow([*values[index], *("" if v is None else v for v in row)])
+        if buffer.tell() > 1 << 20:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def write_geojson(batch: Batch, answers: Iterator[tuple[int, tuple[Any, ...] | None]]) -> Iterator[str]:
+    """Yield a FeatureCollection in pieces: each input feature with an ``owner`` (or ``owner_error``) property."""
+    assert batch.features is not None
+    yield '{"type":"FeatureCollection","features":[\n'
+    first = True
+    pieces: list[str] = []
+    for index, row in answers:
+        feature = dict(batch.features[index] or {})
+        properties = dict(feature.get("properties") or {})
+        if row is None:
+            properties["owner_error"] = batch.errors[index]
+        else:
+            chain = dict(zip(CHAIN_FIELDS, (_jsonable(v) for v in row), strict=False))
+            if chain.get("error"):
+                properties["owner_error"] = chain.pop("error")
+            else:
+                chain.pop("error", None)
+            properties["owner"] = chain
+        feature["properties"] = properties
+        pieces.append(("" if first else ",\n") + json.dumps(feature, ensure_ascii=False))
+        first = False
+        if len(pieces) >= 5000:
+            yield "".join(pieces)
+            pieces = []
+    pieces.append("\n]}\n")
+    yield "".join(pieces)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):  # round(x::numeric, 2) in the query
+        return float(value)
+    return value
+
+
+Reader = Callable[..., Batch]
