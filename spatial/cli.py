@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TextIO
 
 import typer
 from rich.console import Console
@@ -11,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from spatial import db, migrate
-from spatial.errors import CitygridError
+from spatial.errors import CitygridError, InvalidInput
 from spatial.settings import api_settings, database_settings
 
 app = typer.Typer(
@@ -26,6 +31,8 @@ console = Console(stderr=True)
 out = Console()
 
 FIXTURE_DIR = Path("fixtures/geojson")
+CST = timezone(timedelta(hours=8))  # a moment typed without a zone is Beijing time
+ISO_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S"]
 
 
 def _fail(exc: CitygridError) -> typer.Exit:
@@ -147,6 +154,97 @@ def load(
     table = Table("layer", "rows in file", "rows in table")
     for name, count in report.table_counts.items():
         table.add_row(name, str(report.read.get(name, "")), str(count))
+    out.print(table)
+
+
+@app.command("owner")
+def owner_command(
+    lon: Annotated[float | None, typer.Argument(help="longitude (or x in metres for a projected crs)")] = None,
+    lat: Annotated[float | None, typer.Argument(help="latitude (or y)")] = None,
+    crs: Annotated[str | None, typer.Option(help="wgs84, cgcs2000, gcj02, bd09 or EPSG:<code>")] = None,
+    at: Annotated[datetime | None, typer.Option(help="ISO 8601 moment (default: now)", formats=ISO_FORMATS)] = None,
+    file: Annotated[Path | None, typer.Option("--file", help="CSV (lon/lat columns) or GeoJSON of points")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="where to write the answers (default: stdout)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the chain as JSON")] = False,
+) -> None:
+    """Who owns this point: grid, community, subdistrict, squad, grid member, street and river chiefs."""
+    from spatial import owner, owner_batch
+    from spatial.settings import owner_settings
+
+    moment = at.replace(tzinfo=CST) if at is not None and at.tzinfo is None else at
+    try:
+        engine = db.engine_for(database_settings())
+        if file is not None:
+            data = file.read_bytes()
+            is_json = file.suffix.lower() in (".geojson", ".json")
+            reader = owner_batch.read_geojson if is_json else owner_batch.read_csv
+            batch = reader(data, crs=crs)
+            write = owner_batch.write_geojson if is_json else owner_batch.write_csv
+            answers = owner_batch.answer(engine, batch, at=moment, rules=owner_settings())
+            with (
+                _output(out) as sink,
+                Progress(
+                    TextColumn("owners"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+                ) as progress,
+            ):
+                task = progress.add_task("owners", total=len(batch.errors))
+                for piece in write(batch, _counted(answers, progress, task)):
+                    sink.write(piece)
+            failed = sum(e is not None for e in batch.errors)
+            console.print(f"{len(batch.errors)} rows, {failed} with bad coordinates")
+            return
+        if lon is None or lat is None:
+            raise InvalidInput("give LON LAT, or --file points.csv")
+        with engine.connect() as conn:
+            answer = owner.lookup(conn, lon, lat, crs=crs, at=moment, rules=owner_settings()).as_dict()
+    except CitygridError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        out_console = Console(file=None if out is None else out.open("w", encoding="utf-8"))
+        out_console.print_json(json.dumps(answer, ensure_ascii=False))
+        return
+    _print_chain(answer)
+
+
+def _counted(answers: Iterator[Any], progress: Progress, task: TaskID) -> Iterator[Any]:
+    for n, item in enumerate(answers, start=1):
+        if n % 10_000 == 0:
+            progress.update(task, completed=n)
+        yield item
+    progress.update(task, completed=progress.tasks[0].total)
+
+
+@contextmanager
+def _output(path: Path | None) -> Iterator[TextIO]:
+    if path is None:
+        yield sys.stdout
+        return
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        yield handle
+
+
+def _print_chain(answer: dict[str, Any]) -> None:
+    def who(person: dict[str, Any] | None) -> str:
+        return f"{person['name']} {person['phone']}" if person else "—"
+
+    table = Table("", "", show_header=False)
+    table.add_row("网格 grid", f"{answer['grid']['code']} {answer['grid']['name']}")
+    table.add_row("社区 community", f"{answer['community']['code']} {answer['community']['name']}")
+    table.add_row("街道 subdistrict", f"{answer['subdistrict']['code']} {answer['subdistrict']['name']}")
+    squad = answer["squad"]
+    table.add_row("执法中队 squad", f"{squad['name']} ({squad['headcount']}人) 队长 {who(squad['leader'])}")
+    table.add_row("网格员 grid member", who(answer["grid_member"]))
+    chief = answer["street_chief"]
+    street = chief["street"]
+    where = f" — {street['name']} {street['distance_m']} m" if street else ""
+    table.add_row("街长 street chief", f"{who(chief['person'])} ({chief['basis']}){where}")
+    table.add_row("总街长 general street chief", who(answer["general_street_chief"]))
+    river = answer["river_chief"]
+    table.add_row("河长 river chief", f"{who(river['person'])} — {river['river']['name']}" if river else "—")
+    flags = [name for name in ("ambiguous", "outside") if answer[name]]
+    table.add_row("flags", ", ".join(flags) or "—")
+    table.add_row("candidates", " ".join(answer["candidates"]))
+    table.add_row("to boundary", f"{answer['distance_to_boundary_m']} m")
     out.print(table)
 
 

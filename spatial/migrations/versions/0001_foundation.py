@@ -322,7 +322,8 @@ $$;
 CREATE TYPE citygrid_chain AS (
     row_no bigint, generation integer, grid_code text, community_code text, subdistrict_code text,
     squad_code text, grid_member_id text, street_code text, street_distance_m double precision,
-    street_chief_id text, street_chief_basis text, subdistrict_chief_id text, general_street_chief_id text, squad_leader_id text,
+    street_chief_id text, street_chief_basis text, subdistrict_chief_id text, general_street_chief_id text,
+    squad_leader_id text,
     river_code text, river_distance_m double precision, river_chief_id text,
     candidates text[], outside boolean, nearest_grid_code text, distance_to_grid_m double precision,
     distance_to_boundary_m double precision);

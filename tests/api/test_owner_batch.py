@@ -1,0 +1,128 @@
+"""POST /v1/owner/batch and ``citygrid owner --file``: every row back, in order, errors per row."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import shapely
+from fastapi.testclient import TestClient
+from shapely.strtree import STRtree
+from typer.testing import CliRunner
+
+from spatial import crs
+from spatial.cli import app
+
+ROWS = (
+    "id,name,lon,lat\n"
+    "1,中心,104.244,23.371\n"
+    "2,坏数,abc,23.3\n"
+    "3,颠倒,23.371,104.244\n"
+    "4,远处,104.5,23.5\n"
+    "5,街边,104.217011,23.363428\n"
+)
+
+
+def parse(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_csv_batch_keeps_order_and_reports_bad_rows(client: TestClient) -> None:
+    response = client.post("/v1/owner/batch", content=ROWS.encode(), headers={"content-type": "text/csv"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    rows = parse(response.text)
+    assert [r["id"] for r in rows] == ["1", "2", "3", "4", "5"]
+    assert [r["grid_code"] for r in rows] == ["532601001008006", "", "", "", "532601001006007"]
+    assert rows[0]["grid_member_name"] == "董凯" and rows[0]["squad_name"] == "开化街道城管执法中队"
+    assert rows[1]["error"] == "coordinates missing or not numbers"
+    assert "look swapped" in rows[2]["error"]
+    assert rows[3]["error"] == "not covered: 25905.6 m from grid 532601003007003"
+    assert (rows[4]["street_code"], rows[4]["street_chief_id"]) == ("ST001", "P0604")
+    assert rows[0]["name"] == "中心"  # every input column comes back
+
+
+def test_geojson_batch_in_gcj02(client: TestClient) -> None:
+    lon, lat = crs.wgs84_to_gcj02(104.217011, 23.363428)
+    collection = {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "properties": {"n": 1}, "geometry": {"type": "Point", "coordinates": [lon, lat]}},
+            {"type": "Feature", "properties": {"n": 2}, "geometry": None},
+        ],
+    }
+    response = client.post(
+        "/v1/owner/batch?crs=gcj02", content=json.dumps(collection), headers={"content-type": "application/geo+json"}
+    )
+    assert response.status_code == 200
+    features = response.json()["features"]
+    assert features[0]["properties"]["owner"]["grid_code"] == "532601001006007"
+    assert features[0]["properties"]["owner"]["ambiguous"] is False
+    assert features[1]["properties"] == {"n": 2, "owner_error": "coordinates missing or not numbers"}
+
+
+def test_batch_refuses_other_formats_and_missing_columns(client: TestClient) -> None:
+    assert client.post("/v1/owner/batch", content=b"x", headers={"content-type": "text/plain"}).status_code == 415
+    response = client.post("/v1/owner/batch", content=b"a,b\n1,2\n", headers={"content-type": "text/csv"})
+    assert response.status_code == 422
+    assert "no longitude column" in response.json()["message"]
+    gbk = "id,lon,lat\n1,104.244,23.371,中文\n".encode("gbk")
+    not_utf8 = client.post("/v1/owner/batch", content=gbk, headers={"content-type": "text/csv"})
+    assert not_utf8.status_code == 422
+    assert "UTF-8" in not_utf8.json()["message"]
+
+
+def test_api_grid_equals_point_in_polygon_on_the_exported_grids(client: TestClient) -> None:
+    """10,000 random points over the city's bounding box: our grid is shapely's containing grid."""
+    layer = client.get("/v1/layers/grids").json()
+    polygons = [shapely.geometry.shape(f["geometry"]) for f in layer["features"]]
+    codes = [f["id"] for f in layer["features"]]
+    west, south, east, north = shapely.union_all(polygons).bounds
+    rng = np.random.default_rng(2017)
+    lon = rng.uniform(west, east, 10_000)
+    lat = rng.uniform(south, north, 10_000)
+    body = "lon,lat\n" + "".join(f"{x:.8f},{y:.8f}\n" for x, y in zip(lon, lat, strict=True))
+    rows = parse(client.post("/v1/owner/batch", content=body.encode(), headers={"content-type": "text/csv"}).text)
+    assert len(rows) == 10_000
+    tree = STRtree(polygons)
+    inside = outside = 0
+    for x, y, row in zip(lon, lat, rows, strict=True):
+        hits = [codes[i] for i in tree.query(shapely.Point(x, y), predicate="covered_by")]
+        if hits:
+            inside += 1
+            if row["ambiguous"] == "True":
+                assert hits[0] in row["candidates"].split()
+            else:
+                assert hits == [row["grid_code"]]
+        else:
+            outside += 1
+            # Outside every grid: flagged outside, unless within the 0.5 m edge tolerance of one.
+            nearest = min(polygons[i].distance(shapely.Point(x, y)) for i in tree.query_nearest(shapely.Point(x, y)))
+            assert row["outside"] == "True" or nearest * 111_000 < 0.5
+    assert inside + outside == 10_000 and inside > 5_000
+
+
+def test_cli_owner_file_writes_every_row(tmp_path: Path, settings) -> None:  # type: ignore[no-untyped-def]
+    points = tmp_path / "points.csv"
+    points.write_text(ROWS, encoding="utf-8")
+    out = tmp_path / "owners.csv"
+    result = CliRunner().invoke(
+        app, ["owner", "--file", str(points), "--out", str(out)], env={"DATABASE_URL": settings.database.url}
+    )
+    assert result.exit_code == 0, result.output
+    assert "5 rows, 2 with bad coordinates" in result.output
+    rows = parse(out.read_text(encoding="utf-8"))
+    assert [r["grid_code"] for r in rows] == ["532601001008006", "", "", "", "532601001006007"]
+
+
+def test_cli_owner_single_point(settings) -> None:  # type: ignore[no-untyped-def]
+    env = {"DATABASE_URL": settings.database.url}
+    result = CliRunner().invoke(app, ["owner", "104.244", "23.371", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["grid"]["code"] == "532601001008006"
+    far = CliRunner().invoke(app, ["owner", "104.1953751", "23.3625449"], env=env)
+    assert far.exit_code == 2
+    assert "not covered" in far.output
