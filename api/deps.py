@@ -1,4 +1,7 @@
-"""Dependencies shared by the routers: the settings and a database connection."""
+"""Dependencies shared by the routers: the settings and a database connection.
+
+The cheap ones are ``async`` so that FastAPI does not send them through its thread pool.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +15,13 @@ from sqlalchemy.engine import Connection
 from spatial.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """Return the settings the app was built with."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     """Return the app's engine."""
     engine: Engine = request.app.state.engine
     return engine

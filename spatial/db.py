@@ -35,9 +35,13 @@ def _engine(url: str, pool_size: int, max_overflow: int, statement_timeout_ms: i
         url,
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=True,
+        # No ping per checkout (a round trip on every request): a connection found dead raises, the pool is
+        # invalidated at once, and the API answers 503 with Retry-After until the database is back.
+        pool_pre_ping=False,
         connect_args={
-            "options": f"-c statement_timeout={statement_timeout_ms} -c timezone=Asia/Shanghai",
+            # Generic plans for our few prepared statements (owner lookups): no re-planning per call.
+            "options": f"-c statement_timeout={statement_timeout_ms} -c timezone=Asia/Shanghai"
+            " -c plan_cache_mode=force_generic_plan",
             "application_name": "citygrid",
         },
     )

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from spatial.crs import InputCrs, parse_crs, to_wgs84
@@ -28,8 +27,10 @@ PEOPLE_ROLES = (
     "river_chief",
 )
 
-_LOOKUP = text(
-    """
+# The lookup runs as a prepared statement on each connection: planning the inlined chain function costs
+# ≈1.5 ms, executing its cached generic plan ≈0.4 ms (measured on the fixture).
+_PREPARED = "citygrid_owner_lookup"
+_LOOKUP_SQL = """
     SELECT o.*, bg.label AS generation_label, g.name AS grid_name, c.name AS community_name,
            sd.name AS subdistrict_name, sd.name_en AS subdistrict_name_en,
            sq.name AS squad_name, sq.headcount AS squad_headcount, sq.assistants AS squad_assistants,
@@ -39,8 +40,7 @@ _LOOKUP = text(
             FROM people p
             WHERE p.id IN (o.grid_member_id, o.street_chief_id, o.subdistrict_chief_id, o.general_street_chief_id,
                            o.squad_leader_id, o.river_chief_id)) AS people
-    FROM citygrid_owner(ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :at, :edge_tol_m, :outside_tol_m,
-                        :street_m, :river_m) o
+    FROM citygrid_owner(ST_SetSRID(ST_MakePoint($1, $2), 4326), $3, $4, $5, $6, $7) o
     LEFT JOIN boundary_generations bg ON bg.generation = o.generation
     LEFT JOIN grids g ON g.generation = o.generation AND g.code = o.grid_code
     LEFT JOIN grids ng ON ng.generation = o.generation AND ng.code = o.nearest_grid_code
@@ -49,8 +49,9 @@ _LOOKUP = text(
     LEFT JOIN squads sq ON sq.code = o.squad_code
     LEFT JOIN streets st ON st.code = o.street_code
     LEFT JOIN rivers rv ON rv.code = o.river_code
-    """
-)
+"""
+_PREPARE = f"PREPARE {_PREPARED} (float8, float8, timestamptz, float8, float8, float8, float8) AS {_LOOKUP_SQL}"
+_EXECUTE = f"EXECUTE {_PREPARED} (%s, %s, %s, %s, %s, %s, %s)"
 
 
 class NotCovered(NotFound):
@@ -157,23 +158,30 @@ def check_range(lon: float, lat: float) -> None:
 
 
 def _query(conn: Connection, lon: float, lat: float, at: datetime, rules: OwnerSettings) -> dict[str, Any] | None:
-    row = (
-        conn.execute(
-            _LOOKUP,
-            {
-                "lon": lon,
-                "lat": lat,
-                "at": at,
-                "edge_tol_m": rules.edge_tolerance_m,
-                "outside_tol_m": rules.outside_tolerance_m,
-                "street_m": rules.street_radius_m,
-                "river_m": rules.river_radius_m,
-            },
+    # The hot path of every lookup: straight to the driver's cursor, past SQLAlchemy's result machinery.
+    info = conn.connection.info  # lives as long as the database connection, like the prepared statement
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cur:
+        if _PREPARED not in info:
+            cur.execute(_PREPARE)
+            info[_PREPARED] = True
+        cur.execute(
+            _EXECUTE,
+            (
+                lon,
+                lat,
+                at,
+                rules.edge_tolerance_m,
+                rules.outside_tolerance_m,
+                rules.street_radius_m,
+                rules.river_radius_m,
+            ),
         )
-        .mappings()
-        .one_or_none()
-    )
-    return dict(row) if row is not None else None
+        values = cur.fetchone()
+        if values is None:
+            return None
+        return {column.name: value for column, value in zip(cur.description, values, strict=True)}
 
 
 def lookup(

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
-from api.deps import ConnectionDep, EngineDep, SettingsDep
+from api.deps import EngineDep, SettingsDep
 from api.errors import UnsupportedMediaType
 from spatial import owner, owner_batch
 from spatial.errors import InvalidInput
@@ -27,16 +28,23 @@ CRS_HELP = "wgs84 (default), cgcs2000, gcj02 (AMap, Tencent, WeChat), bd09 (Baid
         422: {"description": "bad coordinates, unknown crs, or longitude and latitude swapped"},
     },
 )
-def owner_of_point(
-    conn: ConnectionDep,
+async def owner_of_point(
+    engine: EngineDep,
     settings: SettingsDep,
     lon: Annotated[float, Query(description="longitude, or x (metres) for a projected EPSG crs")],
     lat: Annotated[float, Query(description="latitude, or y (metres) for a projected EPSG crs")],
     crs: Annotated[str | None, Query(description=CRS_HELP)] = None,
     at: Annotated[datetime | None, Query(description="ISO 8601 moment with time zone (default: now)")] = None,
-) -> dict[str, Any]:
+) -> Response:
     """Return the chain of the point as of ``at``; a point on a shared edge is ``ambiguous`` (lowest code owns)."""
-    return owner.lookup(conn, lon, lat, crs=crs, at=at, rules=settings.owner).as_dict()
+
+    def answer() -> bytes:
+        with engine.connect() as conn:
+            chain = owner.lookup(conn, lon, lat, crs=crs, at=at, rules=settings.owner).as_dict()
+        return json.dumps(chain, ensure_ascii=False, separators=(",", ":")).encode()
+
+    # One trip to the thread pool for the whole lookup: this endpoint sits inside every request of its users.
+    return Response(await run_in_threadpool(answer), media_type="application/json")
 
 
 @router.post(
