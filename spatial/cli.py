@@ -179,8 +179,7 @@ def owner_command(
             is_json = file.suffix.lower() in (".geojson", ".json")
             reader = owner_batch.read_geojson if is_json else owner_batch.read_csv
             batch = reader(data, crs=crs)
-            write = owner_batch.write_geojson if is_json else owner_batch.write_csv
-            answers = owner_batch.answer(engine, batch, at=moment, rules=owner_settings())
+            pieces = owner_batch.stream(engine, batch, at=moment, rules=owner_settings())
             with (
                 _output(out) as sink,
                 Progress(
@@ -188,8 +187,10 @@ def owner_command(
                 ) as progress,
             ):
                 task = progress.add_task("owners", total=len(batch.errors))
-                for piece in write(batch, _counted(answers, progress, task)):
+                for piece in pieces:
                     sink.write(piece)
+                    progress.advance(task, piece.count("\n"))
+                progress.update(task, completed=len(batch.errors))
             failed = sum(e is not None for e in batch.errors)
             console.print(f"{len(batch.errors)} rows, {failed} with bad coordinates")
             return
@@ -204,14 +205,6 @@ def owner_command(
         out_console.print_json(json.dumps(answer, ensure_ascii=False))
         return
     _print_chain(answer)
-
-
-def _counted(answers: Iterator[Any], progress: Progress, task: TaskID) -> Iterator[Any]:
-    for n, item in enumerate(answers, start=1):
-        if n % 10_000 == 0:
-            progress.update(task, completed=n)
-        yield item
-    progress.update(task, completed=progress.tasks[0].total)
 
 
 @contextmanager

@@ -163,11 +163,22 @@ def _checked(
     return Batch(columns=columns, rows=frame, lon=lon, lat=lat, errors=errors, kind=kind)
 
 
+class _QueueWriter:
+    """A file-like sink for ``copy_expert`` that hands each block to a queue (bounded: back-pressure)."""
+
+    def __init__(self, out: queue.Queue[Any]) -> None:
+        self.out = out
+
+    def write(self, block: str | bytes) -> int:
+        self.out.put(block)
+        return len(block)
+
+
 def _answer_chunk(
     engine: Engine, lon: npt.NDArray[np.float64], lat: npt.NDArray[np.float64], at: datetime, rules: OwnerSettings,
-    out: queue.Queue[Any],
+    out: queue.Queue[Any], as_csv: bool,
 ) -> None:  # fmt: skip
-    """Answer one chunk on its own connection; put its rows (ordered) on ``out``, then None."""
+    """Answer one chunk on its own connection; put its rows (or CSV blocks), in order, on ``out``, then None."""
     try:
         raw = engine.raw_connection()
         try:
@@ -186,11 +197,19 @@ def _answer_chunk(
                     "street": rules.street_radius_m, "river": rules.river_radius_m,
                 }  # fmt: skip
                 cur.execute(_RESULT_SQL, params)
-            with conn.cursor("owner_stream") as stream:
-                stream.itersize = 20_000
-                stream.execute("SELECT * FROM owner_result ORDER BY 1")
-                for row in stream:
-                    out.put(row[1:])
+                if as_csv:
+                    # PostgreSQL formats the CSV (quoting included); Python only glues lines to input rows.
+                    columns = ", ".join(f"{c}::text" if c in ("ambiguous", "outside") else c for c in CHAIN_FIELDS)
+                    cur.copy_expert(
+                        f"COPY (SELECT {columns} FROM owner_result ORDER BY pos) TO STDOUT WITH (FORMAT csv)",
+                        _QueueWriter(out),
+                    )
+            if not as_csv:
+                with conn.cursor("owner_stream") as stream:
+                    stream.itersize = 20_000
+                    stream.execute("SELECT * FROM owner_result ORDER BY 1")
+                    for row in stream:
+                        out.put(row[1:])
             conn.commit()
         finally:
             raw.close()
@@ -199,65 +218,96 @@ def _answer_chunk(
         out.put(exc)
 
 
+def _start(
+    engine: Engine, batch: Batch, at: datetime | None, rules: OwnerSettings, workers: int, as_csv: bool
+) -> tuple[list[npt.NDArray[np.intp]], list[queue.Queue[Any]]]:
+    """Split the good rows into chunks and start one worker thread per chunk."""
+    moment = at or datetime.now(UTC)
+    good = np.flatnonzero(batch.ok)
+    chunks = [c for c in np.array_split(good, max(1, min(workers, len(good) // 10_000 or 1))) if len(c)]
+    queues: list[queue.Queue[Any]] = [queue.Queue(maxsize=2_000 if as_csv else 200_000) for _ in chunks]
+    for chunk, results in zip(chunks, queues, strict=True):
+        threading.Thread(
+            target=_answer_chunk,
+            args=(engine, batch.lon[chunk], batch.lat[chunk], moment, rules, results, as_csv),
+            daemon=True,
+        ).start()
+    return chunks, queues
+
+
+def _take(results: queue.Queue[Any]) -> Any:
+    item = results.get()
+    if isinstance(item, Exception):
+        raise item
+    return item
+
+
 def answer(
     engine: Engine, batch: Batch, *, at: datetime | None = None, rules: OwnerSettings, workers: int = 2
 ) -> Iterator[tuple[int, tuple[Any, ...] | None]]:
     """Yield (input row index, chain row or None) for every input row, in input order."""
-    moment = at or datetime.now(UTC)
-    good = np.flatnonzero(batch.ok)
-    chunks = [c for c in np.array_split(good, max(1, min(workers, len(good) // 10_000 or 1))) if len(c)]
-    queues: list[queue.Queue[Any]] = [queue.Queue(maxsize=200_000) for _ in chunks]
-    threads = [
-        threading.Thread(target=_answer_chunk, args=(engine, batch.lon[c], batch.lat[c], moment, rules, q), daemon=True)
-        for c, q in zip(chunks, queues, strict=True)
-    ]
-    for thread in threads:
-        thread.start()
+    chunks, queues = _start(engine, batch, at, rules, workers, as_csv=False)
     cursor = 0
     for chunk, results in zip(chunks, queues, strict=True):
         for index in chunk:
             while cursor < index:
                 yield cursor, None
                 cursor += 1
-            row = results.get()
-            if isinstance(row, Exception):
-                raise row
-            yield int(index), row
+            yield int(index), _take(results)
             cursor = int(index) + 1
-        tail = results.get()
-        if isinstance(tail, Exception):
-            raise tail
+        _take(results)  # the chunk's closing None
     while cursor < len(batch.errors):
         yield cursor, None
         cursor += 1
 
 
-def primed(answers: Iterator[tuple[int, tuple[Any, ...] | None]]) -> Iterator[tuple[int, tuple[Any, ...] | None]]:
-    """Return ``answers`` with its first item already computed, so that a failing query raises here."""
+def answer_csv(
+    engine: Engine, batch: Batch, *, at: datetime | None = None, rules: OwnerSettings, workers: int = 2
+) -> Iterator[str]:
+    """Yield the CSV answer in pieces: every input column, then the chain columns and ``error``, in input order."""
+    chunks, queues = _start(engine, batch, at, rules, workers, as_csv=True)
+    inputs = batch.rows.to_csv(header=False, index=False, lineterminator="\x1e").split("\x1e")
+    header = io.StringIO()
+    csv.writer(header).writerow([*batch.columns, *CHAIN_FIELDS])
+    pieces: list[str] = [header.getvalue().rstrip("\r\n") + "\n"]
+    blank = "," * (len(CHAIN_FIELDS) - 1)
+
+    def failed(index: int) -> str:
+        error = batch.errors[index] or ""
+        return f'{inputs[index]},{blank}"{error.replace(chr(34), chr(34) * 2)}"\n'
+
+    cursor = 0
+    for chunk, results in zip(chunks, queues, strict=True):
+        position = 0
+        carry = b""
+        while (block := _take(results)) is not None:
+            lines = (carry + (block if isinstance(block, bytes) else block.encode())).split(b"\n")
+            carry = lines.pop()  # split on bytes: a UTF-8 character never straddles two lines
+            for raw_line in lines:
+                line = raw_line.decode()
+                index = int(chunk[position])
+                position += 1
+                while cursor < index:
+                    pieces.append(failed(cursor))
+                    cursor += 1
+                pieces.append(f"{inputs[index]},{line}\n")
+                cursor = index + 1
+            if len(pieces) > 20_000:
+                yield "".join(pieces)
+                pieces = []
+    while cursor < len(batch.errors):
+        pieces.append(failed(cursor))
+        cursor += 1
+    yield "".join(pieces)
+
+
+def primed(pieces: Iterator[str]) -> Iterator[str]:
+    """Return ``pieces`` with its first piece already computed, so that a failing query raises here."""
     try:
-        first = next(answers)
+        first = next(pieces)
     except StopIteration:
         return iter(())
-    return itertools.chain([first], answers)
-
-
-def write_csv(batch: Batch, answers: Iterator[tuple[int, tuple[Any, ...] | None]]) -> Iterator[str]:
-    """Yield the CSV output in pieces: every input column, then the chain columns and ``error``."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow([*batch.columns, *CHAIN_FIELDS])
-    values = batch.rows.to_numpy()
-    blank = [""] * (len(CHAIN_FIELDS) - 1)
-    for index, row in answers:
-        if row is None:
-            writer.writerow([*values[index], *blank, batch.errors[index]])
-        else:
-            writer.writerow([*values[index], *("" if v is None else v for v in row)])
-        if buffer.tell() > 1 << 20:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue()
+    return itertools.chain([first], pieces)
 
 
 def write_geojson(batch: Batch, answers: Iterator[tuple[int, tuple[Any, ...] | None]]) -> Iterator[str]:
@@ -286,6 +336,15 @@ def write_geojson(batch: Batch, answers: Iterator[tuple[int, tuple[Any, ...] | N
             pieces = []
     pieces.append("\n]}\n")
     yield "".join(pieces)
+
+
+def stream(
+    engine: Engine, batch: Batch, *, at: datetime | None = None, rules: OwnerSettings, workers: int = 2
+) -> Iterator[str]:
+    """Yield the answer to ``batch`` in its own format (CSV or GeoJSON), every input row in input order."""
+    if batch.kind == "csv":
+        return answer_csv(engine, batch, at=at, rules=rules, workers=workers)
+    return write_geojson(batch, answer(engine, batch, at=at, rules=rules, workers=workers))
 
 
 def _jsonable(value: Any) -> Any:

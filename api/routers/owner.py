@@ -72,14 +72,14 @@ async def owners_of_points(
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in ("text/csv", "application/csv"):
         batch = await run_in_threadpool(owner_batch.read_csv, body, crs=crs)
-        write, media_type = owner_batch.write_csv, "text/csv; charset=utf-8"
+        media_type = "text/csv; charset=utf-8"
     elif content_type in ("application/geo+json", "application/json"):
         batch = await run_in_threadpool(owner_batch.read_geojson, body, crs=crs)
-        write, media_type = owner_batch.write_geojson, "application/geo+json"
+        media_type = "application/geo+json"
     else:
         raise UnsupportedMediaType(
             f"content-type {content_type or '(none)'} is not supported: send text/csv or application/geo+json"
         )
-    answers = owner_batch.answer(engine, batch, at=at, rules=settings.owner)
-    answers = await run_in_threadpool(owner_batch.primed, answers)
-    return StreamingResponse(iterate_in_threadpool(write(batch, answers)), media_type=media_type)
+    pieces = owner_batch.stream(engine, batch, at=at, rules=settings.owner)
+    pieces = await run_in_threadpool(owner_batch.primed, pieces)
+    return StreamingResponse(iterate_in_threadpool(pieces), media_type=media_type)

@@ -335,8 +335,10 @@ CREATE FUNCTION citygrid_owner_points(
 RETURNS SETOF citygrid_chain
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
     WITH pts AS MATERIALIZED (
-        SELECT u.row_no, u.at, citygrid_generation_at(u.at) AS generation, ST_Transform(u.geom, 4544) AS p_m
+        SELECT u.row_no, u.at, bg.generation, ST_Transform(u.geom, 4544) AS p_m
         FROM unnest(geoms, ats) WITH ORDINALITY AS u (geom, at, row_no)
+        -- a join, not citygrid_generation_at(): a nested function call per point costs more than the lookup
+        LEFT JOIN boundary_generations bg ON bg.valid_from <= u.at AND (bg.valid_to IS NULL OR bg.valid_to > u.at)
     ), located AS MATERIALIZED (
         SELECT pts.*, o.grid_code, o.candidates, o.outside, o.nearest_code, o.distance_m,
                st.code AS street_code, st.distance_m AS street_distance_m,
