@@ -27,6 +27,12 @@ async def get_engine(request: Request) -> Engine:
     return engine
 
 
+async def get_read_engine(request: Request) -> Engine:
+    """Return the app's autocommit engine, for single-statement reads on hot paths."""
+    engine: Engine = request.app.state.read_engine
+    return engine
+
+
 def get_connection(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Connection]:
     """Yield a connection for one request (read-only work; writes open their own transaction)."""
     with engine.connect() as conn:
@@ -35,4 +41,5 @@ def get_connection(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[C
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
+ReadEngineDep = Annotated[Engine, Depends(get_read_engine)]
 ConnectionDep = Annotated[Connection, Depends(get_connection)]

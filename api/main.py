@@ -20,6 +20,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = db.engine_for(settings.database)
+    app.state.read_engine = db.engine_for(settings.database, autocommit=True)
     errors.install(app)
     app.include_router(health.router)
     app.include_router(layers.router)

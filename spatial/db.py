@@ -30,9 +30,14 @@ def database_url(settings: DatabaseSettings) -> str:
 
 
 @lru_cache(maxsize=8)
-def _engine(url: str, pool_size: int, max_overflow: int, statement_timeout_ms: int) -> Engine:
+def _engine(url: str, pool_size: int, max_overflow: int, statement_timeout_ms: int, autocommit: bool) -> Engine:
+    extra: dict[str, object] = {}
+    if autocommit:
+        # Read-only hot paths: no BEGIN/ROLLBACK round trips, nothing to reset when a connection comes back.
+        extra = {"isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None}
     return create_engine(
         url,
+        **extra,
         pool_size=pool_size,
         max_overflow=max_overflow,
         # No ping per checkout (a round trip on every request): a connection found dead raises, the pool is
@@ -47,13 +52,17 @@ def _engine(url: str, pool_size: int, max_overflow: int, statement_timeout_ms: i
     )
 
 
-def engine_for(settings: DatabaseSettings, url: str | None = None) -> Engine:
-    """Return the engine for ``url`` (default: the settings' database), cached per process."""
+def engine_for(settings: DatabaseSettings, url: str | None = None, *, autocommit: bool = False) -> Engine:
+    """Return the engine for ``url`` (default: the settings' database), cached per process.
+
+    ``autocommit`` engines are for single-statement reads on hot paths; every write uses a normal one.
+    """
     return _engine(
         url or database_url(settings),
         settings.pool_size,
         settings.max_overflow,
         settings.statement_timeout_ms,
+        autocommit,
     )
 
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
-from api.deps import EngineDep, SettingsDep
+from api.deps import EngineDep, ReadEngineDep, SettingsDep
 from api.errors import UnsupportedMediaType
 from spatial import owner, owner_batch
 from spatial.errors import InvalidInput
@@ -29,7 +29,7 @@ CRS_HELP = "wgs84 (default), cgcs2000, gcj02 (AMap, Tencent, WeChat), bd09 (Baid
     },
 )
 async def owner_of_point(
-    engine: EngineDep,
+    engine: ReadEngineDep,
     settings: SettingsDep,
     lon: Annotated[float, Query(description="longitude, or x (metres) for a projected EPSG crs")],
     lat: Annotated[float, Query(description="latitude, or y (metres) for a projected EPSG crs")],
@@ -43,8 +43,9 @@ async def owner_of_point(
             chain = owner.lookup(conn, lon, lat, crs=crs, at=at, rules=settings.owner).as_dict()
         return json.dumps(chain, ensure_ascii=False, separators=(",", ":")).encode()
 
-    # One trip to the thread pool for the whole lookup: this endpoint sits inside every request of its users.
-    return Response(await run_in_threadpool(answer), media_type="application/json")
+    # Run in the event loop, not the thread pool: a lookup is ≈0.5 ms of database time, and at 16 clients
+    # thread hand-offs cost more than they save (measured: 1,270 → 1,530 req/s, p99 700 → 28 ms).
+    return Response(answer(), media_type="application/json")
 
 
 @router.post(

@@ -1,0 +1,109 @@
+"""What the benchmarks share: the database URL, servers started on free ports, wrk runs, timing."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from spatial import db
+from spatial.loading import database_is_empty, load_directory
+from spatial.settings import DatabaseSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def database_url() -> str:
+    """Return the database URL, with the Wenshan fixture loaded if the database is empty."""
+    settings = DatabaseSettings()
+    url = db.database_url(settings)
+    engine = db.engine_for(settings)
+    if database_is_empty(engine):
+        load_directory(engine, ROOT / "fixtures" / "geojson")
+    return url
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def server(args: list[str], env: dict[str, str], ready_path: str) -> Iterator[str]:
+    """Start an HTTP server on a free port, wait until ``ready_path`` answers, yield its base URL."""
+    port = free_port()
+    command = [a.replace("{port}", str(port)) for a in args]
+    log = tempfile.NamedTemporaryFile("w+", prefix="bench-server-", suffix=".log", delete=False)
+    process = subprocess.Popen(command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(base + ready_path, timeout=2).status_code < 500:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{command[0]} did not start; see {log.name}")
+            time.sleep(0.3)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+@dataclass
+class WrkResult:
+    """Throughput and latency percentiles of one wrk run."""
+
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+
+
+def wrk(base: str, lua: str, *, connections: int, seconds: int, threads: int = 2) -> WrkResult:
+    """Run wrk against ``base`` with a Lua request generator; refuse to guess when wrk is missing."""
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: run 'apt-get install wrk' (make bench does it as root)")
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(lua)
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name, base],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    errors = 0
+    if match := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
+        errors += int(match.group(1))
+    if match := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
+        errors += sum(int(g) for g in match.groups())
+    return WrkResult(
+        requests_per_s=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        p50_ms=_ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1)),  # type: ignore[union-attr]
+        p99_ms=_ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1)),  # type: ignore[union-attr]
+        requests=int(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
+        errors=errors,
+    )
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def python() -> str:
+    return sys.executable
