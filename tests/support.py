@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import psycopg2
@@ -19,7 +20,11 @@ def server_url() -> str:
 
 
 def fresh_database(name: str) -> str:
-    """Drop and create database ``name`` on the test server; return its SQLAlchemy URL."""
+    """Drop and create database ``name`` on the test server; return its SQLAlchemy URL.
+
+    ``CITYGRID_TEST_SUFFIX`` is appended to the name, so that two test runs on one server do not collide.
+    """
+    name += os.environ.get("CITYGRID_TEST_SUFFIX", "")
     server = make_url(server_url())
     admin = server.set(database="postgres")
     conn = psycopg2.connect(
