@@ -16,6 +16,7 @@ import json
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -32,6 +33,8 @@ from spatial.errors import InvalidInput
 from spatial.settings import OwnerSettings
 
 MAX_POINTS = 1_000_000
+CHUNK_POINTS = 50_000  # points per query: small enough to start answering early, large enough to stay set-based
+MAX_CHUNKS = 24  # each waiting chunk holds a pooled connection
 LON_NAMES = ("lon", "lng", "longitude", "x", "经度")
 LAT_NAMES = ("lat", "latitude", "y", "纬度")
 
@@ -163,6 +166,27 @@ def _checked(
     return Batch(columns=columns, rows=frame, lon=lon, lat=lat, errors=errors, kind=kind)
 
 
+class _Turns:
+    """Lets chunk k start computing once all but ``width - 1`` of the chunks before it have been computed."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self.computed = 0
+        self.condition = threading.Condition()
+
+    @contextmanager
+    def turn(self, index: int) -> Iterator[None]:
+        """Wait for chunk ``index``'s turn, compute it, then let the next chunk in."""
+        with self.condition:
+            self.condition.wait_for(lambda: index < self.computed + self.width)
+        try:
+            yield
+        finally:
+            with self.condition:
+                self.computed += 1
+                self.condition.notify_all()
+
+
 class _QueueWriter:
     """A file-like sink for ``copy_expert`` that hands each block to a queue (bounded: back-pressure)."""
 
@@ -176,14 +200,18 @@ class _QueueWriter:
 
 def _answer_chunk(
     engine: Engine, lon: npt.NDArray[np.float64], lat: npt.NDArray[np.float64], at: datetime, rules: OwnerSettings,
-    out: queue.Queue[Any], as_csv: bool,
+    out: queue.Queue[Any], as_csv: bool, turn: AbstractContextManager[None],
 ) -> None:  # fmt: skip
-    """Answer one chunk on its own connection; put its rows (or CSV blocks), in order, on ``out``, then None."""
+    """Answer one chunk on its own connection; put its rows (or CSV blocks), in order, on ``out``, then None.
+
+    ``turn`` lets chunks compute in order, one per core at a time; a computed chunk waits, holding only its
+    connection, until the consumer reaches it.
+    """
     try:
         raw = engine.raw_connection()
         try:
             conn: PgConnection = raw.driver_connection
-            with conn.cursor() as cur:
+            with conn.cursor() as cur, turn:
                 cur.execute("CREATE TEMP TABLE owner_points (pos integer, lon float8, lat float8) ON COMMIT DROP")
                 buffer = io.StringIO()
                 np.savetxt(
@@ -197,6 +225,7 @@ def _answer_chunk(
                     "street": rules.street_radius_m, "river": rules.river_radius_m,
                 }  # fmt: skip
                 cur.execute(_RESULT_SQL, params)
+            with conn.cursor() as cur:
                 if as_csv:
                     # PostgreSQL formats the CSV (quoting included); Python only glues lines to input rows.
                     columns = ", ".join(f"{c}::text" if c in ("ambiguous", "outside") else c for c in CHAIN_FIELDS)
@@ -221,15 +250,20 @@ def _answer_chunk(
 def _start(
     engine: Engine, batch: Batch, at: datetime | None, rules: OwnerSettings, workers: int, as_csv: bool
 ) -> tuple[list[npt.NDArray[np.intp]], list[queue.Queue[Any]]]:
-    """Split the good rows into chunks and start one worker thread per chunk."""
+    """Split the good rows into chunks and start one worker thread per chunk, ``workers`` computing at once.
+
+    Several chunks per core let the answer stream out while later chunks are still being computed.
+    """
     moment = at or datetime.now(UTC)
     good = np.flatnonzero(batch.ok)
-    chunks = [c for c in np.array_split(good, max(1, min(workers, len(good) // 10_000 or 1))) if len(c)]
+    count = min(MAX_CHUNKS, max(workers, -(-len(good) // CHUNK_POINTS))) if len(good) >= CHUNK_POINTS else 1
+    chunks = [c for c in np.array_split(good, count) if len(c)]
+    turns = _Turns(workers)
     queues: list[queue.Queue[Any]] = [queue.Queue(maxsize=2_000 if as_csv else 200_000) for _ in chunks]
-    for chunk, results in zip(chunks, queues, strict=True):
+    for index, (chunk, results) in enumerate(zip(chunks, queues, strict=True)):
         threading.Thread(
             target=_answer_chunk,
-            args=(engine, batch.lon[chunk], batch.lat[chunk], moment, rules, results, as_csv),
+            args=(engine, batch.lon[chunk], batch.lat[chunk], moment, rules, results, as_csv, turns.turn(index)),
             daemon=True,
         ).start()
     return chunks, queues
