@@ -42,6 +42,9 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 bench: db
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } \
+		|| { echo "wrk is needed for the load benchmarks: apt-get install wrk" >&2; exit 1; }
 	$(BIN)/python -m benchmarks
 
 fixtures: $(STAMP)
