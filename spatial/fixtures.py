@@ -88,10 +88,10 @@ CAMPAIGN = "五治三改一拆一增"
 
 # Planted hotspots: (key, item code, count, radius m, offset from the centre in cells (east, north), label)
 HOTSPOTS = (
-    ("market", "0508", 150, 110.0, None, "最大农产品交易市场周边占道经营"),
-    ("barbecue", "0111", 120, 90.0, (3.4, 2.6), "夜市一条街露天烧烤"),
-    ("river", "0701", 100, 100.0, None, "盘龙河沿岸向河道倾倒垃圾"),
-    ("site", "0302", 90, 100.0, (-4.2, -2.8), "建设工地扬尘"),
+    ("market", "0508", 160, 150.0, None, "最大农产品交易市场周边占道经营"),
+    ("barbecue", "0111", 130, 150.0, (3.4, 2.6), "夜市一条街露天烧烤"),
+    ("river", "0701", 120, 150.0, None, "盘龙河沿岸向河道倾倒垃圾"),
+    ("site", "0302", 120, 150.0, (-4.2, -2.8), "建设工地扬尘"),
 )
 
 SURNAMES = (
@@ -157,6 +157,7 @@ class Generator:
         self.origin = self.to_m.transform(*CENTRE_LONLAT)
         self.used_names: set[str] = set()
         self.market_shapes: list[Polygon] = []
+        self.hotspot_centres: dict[str, tuple[float, float]] = {}  # key -> (lon, lat), filled by layers()
 
     # -- geometry helpers ---------------------------------------------------------------------------
 
@@ -618,6 +619,7 @@ class Generator:
         hotspot_points: list[tuple[Point, str]] = []
         for key, item_code, count, radius, offset, _ in HOTSPOTS:
             centre = self.hotspot_centre(key, offset, river)
+            self.hotspot_centres[key] = self.to_deg.transform(centre.x, centre.y)
             for _ in range(count):
                 hotspot_points.append((placer.scatter(self.rng, centre, radius), item_code))
         background = HOTLINE_REPORTS - len(hotspot_points)
@@ -913,6 +915,13 @@ def write_layers(layers: dict[str, list[dict[str, Any]]], directory: Path) -> li
         path.write_text('{"type":"FeatureCollection","features":[\n' + ",\n".join(lines) + "\n]}\n", encoding="utf-8")
         written.append(path)
     return written
+
+
+def planted_hotspots(seed: int = SEED) -> dict[str, tuple[float, float]]:
+    """Return the centre (lon, lat) of each planted hotspot, by running the generator."""
+    generator = Generator(seed)
+    generator.layers()
+    return generator.hotspot_centres
 
 
 def generate(directory: Path, seed: int = SEED) -> list[Path]:
