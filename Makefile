@@ -6,8 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 CITYGRID := $(BIN)/citygrid
 STAMP := $(VENV)/.installed
+WEBMAP_STAMP := webmap/node_modules/.installed
 
-.PHONY: setup postgis db run test lint format bench fixtures clean
+.PHONY: setup postgis browser db run test lint format bench fixtures clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,10 +16,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+$(WEBMAP_STAMP): webmap/package.json webmap/package-lock.json
+	bash scripts/ensure-node.sh
+	npm ci --prefix webmap --no-audit --no-fund --loglevel=error
+	touch $(WEBMAP_STAMP)
+
 postgis:
 	@if [ -z "$$DATABASE_URL" ]; then bash scripts/ensure-postgis.sh; fi
 
-setup: $(STAMP) postgis
+browser:
+	bash scripts/ensure-browser.sh
+
+setup: $(STAMP) $(WEBMAP_STAMP) postgis
 
 db: setup
 	$(CITYGRID) db start
@@ -28,7 +37,7 @@ run: db
 	$(CITYGRID) load fixtures/geojson --if-empty
 	$(CITYGRID) serve
 
-test: setup
+test: setup browser
 	$(CITYGRID) db start
 	$(BIN)/pytest
 
@@ -52,4 +61,4 @@ fixtures: $(STAMP)
 
 clean:
 	-$(CITYGRID) db stop
-	rm -rf $(VENV) .citygrid
+	rm -rf $(VENV) .citygrid webmap/node_modules test-output

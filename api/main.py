@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from api import errors
-from api.routers import health, layers, owner
+from api.routers import health, layers, map, owner
 from spatial import db
+from spatial.errors import SetupError
 from spatial.settings import Settings
+from webmap.builder import STATIC_DIR, VENDOR_DIR
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -25,4 +28,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(layers.router)
     app.include_router(owner.router)
+    app.include_router(map.router)
+    mount_static(app)
     return app
+
+
+def mount_static(app: FastAPI) -> None:
+    """Serve the map's own script and the npm packages it uses (Leaflet and plugins): no CDN needed."""
+    if not (VENDOR_DIR / "leaflet").is_dir():
+        raise SetupError(f"the map's front-end packages are missing: run 'npm ci --prefix {VENDOR_DIR.parent}'")
+    app.mount("/static/vendor", StaticFiles(directory=VENDOR_DIR), name="vendor")
+    app.mount("/static/citygrid", StaticFiles(directory=STATIC_DIR), name="citygrid-static")

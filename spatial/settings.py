@@ -64,6 +64,26 @@ class OwnerSettings(BaseSettings):
     edge_tolerance_m: float = 0.5
 
 
+class MapSettings(BaseSettings):
+    """The planners' map: its base map and where it opens."""
+
+    model_config = SettingsConfigDict(env_prefix="CITYGRID_MAP_", extra="ignore")
+
+    basemap: str = "osm"  # osm | tianditu | none
+    tianditu_key: str | None = None
+    centre_lon: float = 104.244
+    centre_lat: float = 23.371
+    zoom: int = 14
+
+    @model_validator(mode="after")
+    def _check_basemap(self) -> MapSettings:
+        if self.basemap not in ("osm", "tianditu", "none"):
+            raise ValueError("CITYGRID_MAP_BASEMAP must be osm, tianditu or none")
+        if self.basemap == "tianditu" and not self.tianditu_key:
+            raise ValueError("CITYGRID_MAP_BASEMAP=tianditu needs CITYGRID_MAP_TIANDITU_KEY (a 天地图 key)")
+        return self
+
+
 @lru_cache
 def database_settings() -> DatabaseSettings:
     """Return the database settings read from the environment (cached)."""
@@ -82,9 +102,15 @@ def owner_settings() -> OwnerSettings:
     return OwnerSettings()
 
 
+@lru_cache
+def map_settings() -> MapSettings:
+    """Return the map settings read from the environment (cached)."""
+    return MapSettings()
+
+
 def clear_settings_cache() -> None:
     """Forget cached settings so that the next call reads the environment again."""
-    for build in (database_settings, api_settings, owner_settings):
+    for build in (database_settings, api_settings, owner_settings, map_settings):
         build.cache_clear()
 
 
@@ -96,7 +122,9 @@ class Settings:
         database: DatabaseSettings | None = None,
         api: ApiSettings | None = None,
         owner: OwnerSettings | None = None,
+        map: MapSettings | None = None,  # noqa: A002 - the concern is called map
     ) -> None:
         self.database = database or database_settings()
         self.api = api or api_settings()
         self.owner = owner or owner_settings()
+        self.map = map or map_settings()

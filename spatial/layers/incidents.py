@@ -4,7 +4,10 @@ The chain comes from ``citygrid_owner`` as of the moment of the report, in the s
 the incident: the same function answers "who owns this point", so the two never disagree.
 """
 
-from sqlalchemy import BigInteger, Boolean, Column, DateTime, Integer, Table, Text
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, Integer, Table, Text, text
+from sqlalchemy.engine import Connection
 
 from spatial.layers.base import Field, Layer, geometry_column, metadata
 
@@ -91,3 +94,24 @@ layer = Layer(
     ),  # fmt: skip
     assigned=True,
 )
+
+
+def heat(
+    conn: Connection, *, bbox: tuple[float, float, float, float], zoom: int, where: str, params: dict[str, Any]
+) -> list[list[float]]:
+    """Return [lat, lon, count] of incidents in ``bbox`` snapped to cells of about 8 screen pixels at ``zoom``.
+
+    ``where`` is a condition on ``incidents i`` built by our own code (spatial.hotspots.Filters) with its values
+    in ``params``. A heat map needs densities, not points: a million incidents come back as a few thousand cells.
+    """
+    cell = 360.0 / (2**zoom) / 256 * 8  # degrees per 8 pixels
+    rows = conn.execute(
+        text(
+            "SELECT ST_Y(c) AS lat, ST_X(c) AS lon, n FROM ("
+            " SELECT ST_SnapToGrid(i.geom, :cell) AS c, count(*) AS n FROM incidents i"
+            " WHERE i.geom && ST_MakeEnvelope(:west, :south, :east, :north, 4326)"
+            f" AND {where} GROUP BY 1) cells"
+        ),
+        {**params, "cell": cell, "west": bbox[0], "south": bbox[1], "east": bbox[2], "north": bbox[3]},
+    )
+    return [[round(r.lat, 6), round(r.lon, 6), int(r.n)] for r in rows]

@@ -1,0 +1,126 @@
+"""The planners' map: ``/map``, and the data its layers load — heat cells, hotspots, vector tiles, chiefs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import ConnectionDep, SettingsDep
+from spatial import hotspots, tiles
+from spatial.catalogue import category, item
+from spatial.errors import InvalidInput
+from spatial.layers import incidents as incidents_layer
+from spatial.layers import streets as streets_layer
+from spatial.layers.base import BBox, current_generation
+from webmap.builder import build_map
+
+router = APIRouter(tags=["map"])
+
+
+def incident_filters(
+    from_: Annotated[datetime | None, Query(alias="from", description="reported at or after (ISO 8601)")] = None,
+    to: Annotated[datetime | None, Query(description="reported before (ISO 8601)")] = None,
+    item_code: Annotated[str | None, Query(alias="item", description="catalogue item, e.g. 0508")] = None,
+    category_code: Annotated[str | None, Query(alias="category", description="catalogue category, e.g. 05")] = None,
+    subdistrict: Annotated[str | None, Query(description="subdistrict code, e.g. 532601001")] = None,
+    source: Annotated[str | None, Query(description="hotline, letter, patrol, grid_member, media, open311")] = None,
+    status: Annotated[str | None, Query(description="case status, e.g. closed")] = None,
+) -> hotspots.Filters:
+    """Return the incident filters of a request, refusing unknown catalogue codes."""
+    try:
+        if item_code is not None:
+            item(item_code)
+        if category_code is not None:
+            category(category_code)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+    for name, moment in (("from", from_), ("to", to)):
+        if moment is not None and moment.tzinfo is None:
+            raise InvalidInput(f"{name}={moment.isoformat()} has no time zone: add one, e.g. +08:00")
+    return hotspots.Filters(
+        item=item_code, category=category_code, date_from=from_, date_to=to, subdistrict=subdistrict,
+        source=source, status=status,
+    )  # fmt: skip
+
+
+FiltersDep = Annotated[hotspots.Filters, Depends(incident_filters)]
+
+
+@router.get("/map", response_class=HTMLResponse, summary="The planners' map (城市管理综合执法地图)")
+def planners_map(
+    settings: SettingsDep,
+    lang: Annotated[str, Query(pattern="^(zh|en)$", description="zh (default) or en")] = "zh",
+    basemap: Annotated[str | None, Query(pattern="^(osm|tianditu|none)$", description="base map")] = None,
+) -> HTMLResponse:
+    """Return the map page: layers, legend, filters, click for the owner chain; data load from the API."""
+    if basemap == "tianditu" and not settings.map.tianditu_key:
+        raise InvalidInput("basemap=tianditu needs a 天地图 key: set CITYGRID_MAP_TIANDITU_KEY")
+    return HTMLResponse(build_map(settings.map, lang=lang, basemap=basemap))
+
+
+@router.get(
+    "/v1/tiles/{layer}/{z}/{x}/{y}.pbf",
+    summary="Vector tile (MVT) of a large layer",
+    response_class=Response,
+    responses={200: {"content": {"application/vnd.mapbox-vector-tile": {}}}},
+)
+def vector_tile(
+    conn: ConnectionDep,
+    layer: str,
+    z: int,
+    x: int,
+    y: int,
+    status: Annotated[str | None, Query(description="only features with this status")] = None,
+    subdistrict: Annotated[str | None, Query(description="only features in this subdistrict")] = None,
+) -> Response:
+    """Return one Mapbox Vector Tile of ``layer`` (illegal_buildings, incidents, stalls)."""
+    data = tiles.tile(conn, layer, z, x, y, status=status, subdistrict=subdistrict)
+    return Response(data, media_type="application/vnd.mapbox-vector-tile", headers={"Cache-Control": "max-age=60"})
+
+
+@router.get("/v1/heat", summary="Incident density cells for the heat map")
+def heat(
+    conn: ConnectionDep,
+    filters: FiltersDep,
+    bbox: Annotated[str, Query(description="west,south,east,north in WGS-84 degrees")],
+    zoom: Annotated[int, Query(ge=0, le=22, description="the map's zoom: cells are ≈8 pixels")],
+) -> dict[str, Any]:
+    """Return ``cells`` as [lat, lon, count] and their ``total`` for the incidents matching the filters."""
+    box = BBox.parse(bbox)
+    where, params = filters.where()
+    cells = incidents_layer.heat(
+        conn, bbox=(box.west, box.south, box.east, box.north), zoom=zoom, where=where, params=params
+    )
+    return {"cells": cells, "total": sum(c[2] for c in cells)}
+
+
+@router.get("/v1/hotspots", summary="Getis-Ord Gi* hotspots of incidents (GeoJSON)")
+async def hotspots_of_incidents(
+    conn: ConnectionDep,
+    filters: FiltersDep,
+    cell: Annotated[str, Query(description="h3:<5..11> (default h3:9) or grid")] = "h3:9",
+    generation: Annotated[int | None, Query(ge=1, description="boundary generation (default: current)")] = None,
+) -> Response:
+    """Return one feature per cell with count, z, p_sim, p_value and Gi_Bin (±3/±2/±1 = 99/95/90 %)."""
+
+    def compute() -> bytes:
+        import json
+
+        chosen = generation or current_generation(conn)
+        if chosen is None:
+            raise InvalidInput("no boundaries are loaded")
+        return json.dumps(
+            hotspots.analyse(conn, filters, cell=cell, generation=chosen), ensure_ascii=False, separators=(",", ":")
+        ).encode()
+
+    return Response(await run_in_threadpool(compute), media_type="application/geo+json")
+
+
+@router.get("/v1/streets/chiefs", summary="Streets with a street chief (街长) now")
+def street_chiefs(conn: ConnectionDep) -> list[dict[str, Any]]:
+    """Return street code and name with the chief's id and name, for colouring streets by chief."""
+    return streets_layer.chiefs(conn, datetime.now(UTC))

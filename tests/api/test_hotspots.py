@@ -1,0 +1,64 @@
+"""/v1/hotspots: Getis-Ord Gi* with FDR bins; the planted hotspots are 99 % hot; equal to esda run directly."""
+
+from __future__ import annotations
+
+import esda
+import h3
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+
+from spatial import hotspots
+from spatial.fixtures import planted_hotspots
+
+
+@pytest.fixture(scope="module")
+def planted() -> dict[str, tuple[float, float]]:
+    return planted_hotspots()
+
+
+def test_planted_hotspots_are_99_percent_hot_spots(client: TestClient, planted: dict[str, tuple[float, float]]) -> None:
+    response = client.get("/v1/hotspots", params={"source": "hotline", "cell": "h3:9"})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/geo+json"
+    cells = {f["id"]: f["properties"] for f in response.json()["features"]}
+    assert len(cells) == 390
+    assert sum(p["count"] for p in cells.values()) == 3694
+    found = {key: cells[h3.latlng_to_cell(lat, lon, 9)] for key, (lon, lat) in planted.items()}
+    assert {key: (p["gi_bin"], p["confidence"]) for key, p in found.items()} == {
+        "market": (3, 99), "barbecue": (3, 99), "river": (3, 99), "site": (3, 99),
+    }  # fmt: skip
+    assert all(p["z"] > 4 for p in found.values())
+
+
+def test_gi_star_equals_esda_on_the_same_aggregation(engine: Engine) -> None:
+    with engine.connect() as conn:
+        cells = hotspots.aggregate_h3(conn, hotspots.Filters(source="hotline"), 9, 1)
+    ours = hotspots.gi_star(cells, permutations=999, seed=7)
+    direct = esda.G_Local(cells.counts, cells.weights(), transform="B", permutations=999, star=True, seed=7, n_jobs=1)
+    np.testing.assert_allclose([h.z for h in ours], direct.Zs, rtol=0, atol=1e-12)
+    np.testing.assert_allclose([h.p_sim for h in ours], direct.p_sim, rtol=0, atol=0)
+    p_two = np.minimum(1, 2 * direct.p_norm)
+    expected_bins = np.zeros(len(p_two), dtype=int)
+    for level, alpha in ((1, 0.10), (2, 0.05), (3, 0.01)):
+        significant = p_two <= esda.fdr(p_two, alpha)
+        expected_bins[significant] = level * np.sign(direct.Zs[significant]).astype(int)
+    assert [h.gi_bin for h in ours] == expected_bins.tolist()
+
+
+def test_grid_cells_count_what_the_filters_select(client: TestClient, engine: Engine) -> None:
+    body = client.get("/v1/hotspots", params={"cell": "grid", "item": "0701"}).json()
+    assert len(body["features"]) == 193
+    with engine.connect() as conn:
+        expected = conn.execute(text("SELECT count(*) FROM incidents WHERE item_code = '0701'")).scalar_one()
+    assert sum(f["properties"]["count"] for f in body["features"]) == expected
+
+
+def test_bad_parameters_say_what_to_send(client: TestClient) -> None:
+    bad_cell = client.get("/v1/hotspots", params={"cell": "h3:20"})
+    assert bad_cell.status_code == 422
+    assert "h3:<5..11>" in bad_cell.json()["message"]
+    bad_item = client.get("/v1/hotspots", params={"item": "9999"})
+    assert bad_item.status_code == 422
+    assert "9999" in bad_item.json()["message"]

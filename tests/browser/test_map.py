@@ -1,0 +1,125 @@
+"""The planners' map in a real browser: layers, owner popup, filters, English, offline, screenshot."""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+from playwright.sync_api import Browser, ConsoleMessage, Page, Request
+from sqlalchemy import Engine, text
+
+from tests.support import ROOT
+
+CENTRE = (104.244, 23.371)
+PERIOD = "reported_at >= '2017-01-01T00:00+08' AND reported_at < '2017-07-01T00:00+08'"
+
+
+def open_map(browser: Browser, live_server: str, problems: list[str], requests: list[str]) -> Page:
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            problems.append(f"console: {message.text}")
+
+    def on_request(request: Request) -> None:
+        requests.append(request.url)
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page.on("request", on_request)
+    page.goto(live_server + "/map?basemap=none")
+    page.wait_for_selector("body[data-ready=true]", timeout=30_000)
+    return page
+
+
+def bounds(page: Page) -> tuple[float, float, float, float]:
+    west, south, east, north = page.evaluate(
+        "() => { const b = window.citygrid.map.getBounds();"
+        " return [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()].map(v => Number(v.toFixed(6))); }"
+    )
+    return west, south, east, north
+
+
+def test_the_map_draws_every_layer_and_answers_a_click(browser: Browser, live_server: str, engine: Engine) -> None:
+    problems: list[str] = []
+    requests: list[str] = []
+    page = open_map(browser, live_server, problems, requests)
+    state = page.evaluate("() => window.citygrid.state")
+    west, south, east, north = bounds(page)
+    envelope = f"ST_MakeEnvelope({west}, {south}, {east}, {north}, 4326)"
+    with engine.connect() as conn:
+        stalls = conn.execute(text(f"SELECT count(*) FROM stalls WHERE ST_Intersects(geom, {envelope})")).scalar_one()
+        incidents = conn.execute(
+            text(f"SELECT count(*) FROM incidents WHERE geom && {envelope} AND {PERIOD}")
+        ).scalar_one()
+        tiles = page.evaluate("() => Object.keys(window.citygrid.overlays.illegal_buildings._vectorTiles)")
+        in_tiles = 0
+        for key in tiles:
+            x, y, z = (int(v) for v in key.split(":"))
+            in_tiles += conn.execute(
+                text(
+                    # what the tile holds: footprints whose box meets the tile, clipped with MVT's edge buffer
+                    "SELECT count(*) FROM illegal_buildings"
+                    " WHERE geom && ST_Transform(ST_TileEnvelope(:z, :x, :y), 4326)"
+                    " AND ST_AsMVTGeom(ST_Transform(geom, 3857), ST_TileEnvelope(:z, :x, :y)) IS NOT NULL"
+                ),
+                {"z": z, "x": x, "y": y},
+            ).scalar_one()
+    hotspots = page.request.get(
+        live_server + "/v1/hotspots?cell=h3:9&from=2017-01-01T00:00:00%2B08:00&to=2017-07-01T00:00:00%2B08:00"
+    ).json()
+    counts = state["counts"]
+    assert {k: counts[k] for k in ("subdistricts", "grids", "streets", "rivers", "markets")} == {
+        "subdistricts": 3, "grids": 193, "streets": 62, "rivers": 1, "markets": 21,
+    }  # fmt: skip
+    assert counts["stalls"] == stalls == 1620  # the whole city is in view
+    assert counts["illegal_buildings"] == in_tiles and in_tiles > 0
+    assert state["heatTotal"] == incidents
+    assert counts["hotspots"] == sum(1 for f in hotspots["features"] if f["properties"]["gi_bin"] != 0)
+    assert counts["hotspots"] > 0
+
+    # Click the city centre: the owner chain from /v1/owner.
+    x, y = page.evaluate(
+        "([lat, lon]) => { const p = window.citygrid.map.latLngToContainerPoint([lat, lon]); return [p.x, p.y]; }",
+        [CENTRE[1], CENTRE[0]],
+    )
+    box = page.locator("#" + page.evaluate("() => window.citygrid.map.getContainer().id")).bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + x, box["y"] + y)
+    popup = page.wait_for_selector(".cg-owner[data-grid]", timeout=10_000)
+    assert popup.get_attribute("data-grid") == "532601001008006"
+    assert "董凯" in popup.inner_text() and "开化街道城管执法中队" in popup.inner_text()
+
+    # A filter changes the heat map without a reload: category 07 (河道管理) only.
+    page.select_option("#cg-category", "07")
+    page.wait_for_function(f"() => window.citygrid.state.heatTotal !== {incidents}", timeout=15_000)
+    with engine.connect() as conn:
+        river_cases = conn.execute(
+            text(f"SELECT count(*) FROM incidents WHERE geom && {envelope} AND {PERIOD} AND item_code LIKE '07%'")
+        ).scalar_one()
+    page.wait_for_function(f"() => window.citygrid.state.heatTotal === {river_cases}", timeout=15_000)
+
+    # English.
+    page.click("#cg-lang")
+    assert page.locator(".leaflet-control-layers").inner_text().count("Grids") == 1
+    assert "citygrid map" in page.locator(".cg-panel").inner_text()
+    assert page.evaluate("() => document.documentElement.lang") == "en"
+
+    output = ROOT / "test-output"
+    output.mkdir(exist_ok=True)
+    page.screenshot(path=str(output / "map.png"), full_page=True)
+    page.close()
+
+    assert problems == []
+    origin = urlparse(live_server).netloc
+    foreign = [url for url in requests if urlparse(url).netloc != origin and not url.startswith("data:")]
+    assert foreign == []
+
+
+def test_the_page_stays_small(browser: Browser, live_server: str) -> None:
+    page = browser.new_page()
+    response = page.goto(live_server + "/map?basemap=none&lang=en")
+    assert response is not None and response.status == 200
+    html = response.text()
+    assert len(html.encode()) < 100_000
+    assert "cdn" not in html.lower() and "https://" not in html
+    page.close()

@@ -1,0 +1,442 @@
+/* citygrid planners' map: every layer loads from the API, filters apply without a reload.
+ * Chinese first, with an English switch. window.citygrid exposes state for tests and the console. */
+(function () {
+  "use strict";
+
+  var T = {
+    zh: {
+      title: "城市管理综合执法地图", subdistricts: "街道", communities: "社区", grids: "网格",
+      streets: "街道路网（按街长着色）", rivers: "河道", markets: "市场", stalls: "摊点",
+      illegal_buildings: "违法建筑（按状态）", heat: "案件热力图", hotspots: "热点分析 (Gi*)",
+      choropleth: "网格考核指标", filters: "筛选", from: "起", to: "止", category: "大类", item: "小项",
+      subdistrict: "街道", status: "案件状态", all: "全部", lang: "English", legend: "图例",
+      hot: "热点", cold: "冷点", confidence: "置信度", owner: "责任链", grid: "网格", community: "社区",
+      squad: "执法中队", gridMember: "网格员", streetChief: "街长", generalChief: "总街长", riverChief: "河长",
+      subdistrictChief: "街道主任", ambiguous: "位于网格边界", outside: "网格外", notCovered: "不在网格覆盖范围内",
+      headcount: "人", score: "指标", noScores: "无考核数据", period: "考核期",
+      closure_rate: "结案率", ontime_rate: "按期结案率", rework_rate: "返工率", satisfaction_rate: "满意率",
+      loading: "加载中…", noStreetChief: "（无街长，由街道主任负责）", metres: "米"
+    },
+    en: {
+      title: "citygrid map", subdistricts: "Subdistricts", communities: "Communities", grids: "Grids",
+      streets: "Streets (by street chief)", rivers: "Rivers", markets: "Markets", stalls: "Stalls",
+      illegal_buildings: "Illegal buildings (by status)", heat: "Incident heat map", hotspots: "Hotspots (Gi*)",
+      choropleth: "Grid scores", filters: "Filters", from: "From", to: "To", category: "Category", item: "Item",
+      subdistrict: "Subdistrict", status: "Case status", all: "All", lang: "中文", legend: "Legend",
+      hot: "Hot spot", cold: "Cold spot", confidence: "confidence", owner: "Responsibility", grid: "Grid",
+      community: "Community", squad: "Squad", gridMember: "Grid member", streetChief: "Street chief",
+      generalChief: "General street chief", riverChief: "River chief", subdistrictChief: "Subdistrict chief",
+      ambiguous: "on a grid boundary", outside: "outside the grids", notCovered: "not covered by any grid",
+      headcount: "people", score: "Score", noScores: "no scores", period: "Period",
+      closure_rate: "Closure rate", ontime_rate: "On-time closure rate", rework_rate: "Rework rate",
+      satisfaction_rate: "Satisfaction rate", loading: "loading…",
+      noStreetChief: " (no street chief: the subdistrict chief answers)", metres: "m"
+    }
+  };
+  var BINS = { "3": "#b2182b", "2": "#ef8a62", "1": "#fddbc7", "-1": "#d1e5f0", "-2": "#67a9cf", "-3": "#2166ac" };
+  var LAYER_ORDER = ["subdistricts", "communities", "grids", "streets", "rivers", "markets", "stalls",
+    "illegal_buildings", "heat", "hotspots", "choropleth"];
+  var DEFAULT_ON = ["subdistricts", "grids", "streets", "rivers", "markets", "stalls", "illegal_buildings",
+    "heat", "hotspots"];
+
+  var state = { counts: {}, loaded: {}, errors: [], requests: 0 };
+  var map, config, lang, overlays = {}, control, legend, panel, filters;
+
+  function t(key) { return (T[lang] && T[lang][key]) || key; }
+  function label(entry) { return entry ? (lang === "zh" ? entry.zh : entry.en) : ""; }
+  function esc(text) {
+    return String(text == null ? "" : text).replace(/[&<>"]/g, function (c) {
+      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c];
+    });
+  }
+
+  function get(url) {
+    state.requests += 1;
+    return fetch(url, { headers: { Accept: "application/json" } }).then(function (response) {
+      if (!response.ok) { throw new Error(url + " → HTTP " + response.status); }
+      return response.json();
+    });
+  }
+
+  function query(params) {
+    var parts = [];
+    Object.keys(params).forEach(function (key) {
+      var value = params[key];
+      if (value !== null && value !== undefined && value !== "") {
+        parts.push(encodeURIComponent(key) + "=" + encodeURIComponent(value));
+      }
+    });
+    return parts.length ? "?" + parts.join("&") : "";
+  }
+
+  function incidentFilters() {
+    return {
+      from: filters.from ? filters.from + "T00:00:00+08:00" : null,
+      to: filters.to ? filters.to + "T00:00:00+08:00" : null,
+      category: filters.item ? null : filters.category,
+      item: filters.item, subdistrict: filters.subdistrict, status: filters.status
+    };
+  }
+
+  function bboxParam() {
+    var b = map.getBounds();
+    return [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()].map(function (v) { return v.toFixed(6); }).join(",");
+  }
+
+  function done(name, count) {
+    state.counts[name] = count;
+    state.loaded[name] = true;
+    var pending = DEFAULT_ON.filter(function (n) { return !state.loaded[n]; });
+    if (!pending.length) { document.body.setAttribute("data-ready", "true"); }
+  }
+
+  function fail(name) {
+    return function (error) {
+      state.errors.push(name + ": " + error.message);
+      console.warn("citygrid", name, error.message);
+    };
+  }
+
+  // ---- vector layers from GeoJSON ---------------------------------------------------------------
+
+  function boundary(name, style, tooltip) {
+    var layer = L.geoJSON(null, { style: style, onEachFeature: function (f, l) {
+      if (tooltip) { l.bindTooltip(function () { return tooltip(f.properties); }, { sticky: true }); }
+    } });
+    get(config.api.layers + "/" + name + "?limit=10000").then(function (fc) {
+      layer.addData(fc);
+      done(name, fc.features.length);
+    }).catch(fail(name));
+    return layer;
+  }
+
+  function chiefColour(id) {
+    var hash = 0;
+    for (var i = 0; i < id.length; i += 1) { hash = (hash * 31 + id.charCodeAt(i)) % 360; }
+    return "hsl(" + hash + ",70%,42%)";
+  }
+
+  function streetsLayer() {
+    var layer = L.geoJSON(null);
+    Promise.all([get(config.api.layers + "/streets?limit=10000"), get(config.api.chiefs)]).then(function (r) {
+      var chiefs = {};
+      r[1].forEach(function (c) { chiefs[c.code] = c; });
+      layer.options.style = function (f) {
+        var chief = chiefs[f.properties.code];
+        return { color: chief ? chiefColour(chief.chief_id) : "#9e9e9e", weight: chief ? 4 : 2, opacity: 0.85 };
+      };
+      layer.options.onEachFeature = function (f, l) {
+        l.bindTooltip(function () {
+          var chief = chiefs[f.properties.code];
+          return esc(f.properties.name) + "<br>" + t("streetChief") + "：" +
+            (chief ? esc(chief.chief_name) : t("noStreetChief"));
+        }, { sticky: true });
+      };
+      layer.addData(r[0]);
+      done("streets", r[0].features.length);
+    }).catch(fail("streets"));
+    return layer;
+  }
+
+  function stallsLayer() {
+    var cluster = L.markerClusterGroup({ chunkedLoading: true, maxClusterRadius: 45 });
+    function load() {
+      get(config.api.layers + "/stalls" + query({ bbox: bboxParam(), limit: 10000 })).then(function (fc) {
+        cluster.clearLayers();
+        var markers = fc.features.map(function (f) {
+          var c = f.geometry.coordinates;
+          return L.circleMarker([c[1], c[0]], { radius: 5, color: f.properties.licensed ? "#388e3c" : "#f57c00",
+            weight: 1, fillOpacity: 0.8 }).bindTooltip(esc(f.properties.kind));
+        });
+        cluster.addLayers(markers);
+        done("stalls", markers.length);
+      }).catch(fail("stalls"));
+    }
+    cluster.reload = load;
+    load();
+    return cluster;
+  }
+
+  // ---- vector tiles -------------------------------------------------------------------------------
+
+  function buildingsLayer() {
+    var colours = {};
+    config.buildingStatuses.forEach(function (s) { colours[s.code] = s.colour; });
+    function url() {
+      return config.api.tiles + "/illegal_buildings/{z}/{x}/{y}.pbf" + query({ subdistrict: filters.subdistrict });
+    }
+    var layer = L.vectorGrid.protobuf(url(), {
+      rendererFactory: L.canvas.tile, maxNativeZoom: 20, interactive: true,
+      vectorTileLayerStyles: { illegal_buildings: function (p) {
+        return { fill: true, fillColor: colours[p.status] || "#000", fillOpacity: 0.7, color: colours[p.status] || "#000",
+          weight: 1 };
+      } },
+      getFeatureId: function (f) { return f.properties.code; }
+    });
+    layer.on("load", function () {
+      var n = 0;
+      Object.keys(layer._vectorTiles || {}).forEach(function (key) {
+        n += Object.keys(layer._vectorTiles[key]._features || {}).length;
+      });
+      done("illegal_buildings", n);
+    });
+    layer.reload = function () { layer.setUrl(url()); };
+    return layer;
+  }
+
+  // ---- incidents: heat map and hotspots -------------------------------------------------------------
+
+  function heatLayer() {
+    var layer = L.heatLayer([], { radius: 18, blur: 15, maxZoom: 17, minOpacity: 0.25 });
+    function load() {
+      var params = incidentFilters();
+      params.bbox = bboxParam();
+      params.zoom = map.getZoom();
+      get(config.api.heat + query(params)).then(function (body) {
+        var max = 1;
+        body.cells.forEach(function (c) { if (c[2] > max) { max = c[2]; } });
+        layer.setOptions({ max: max });
+        layer.setLatLngs(body.cells);
+        state.heatTotal = body.total;
+        done("heat", body.cells.length);
+      }).catch(fail("heat"));
+    }
+    layer.reload = load;
+    load();
+    return layer;
+  }
+
+  function hotspotsLayer() {
+    var layer = L.geoJSON(null, {
+      filter: function (f) { return f.properties.gi_bin !== 0; },
+      style: function (f) {
+        return { color: "#555", weight: 0.5, fillColor: BINS[String(f.properties.gi_bin)], fillOpacity: 0.55 };
+      },
+      onEachFeature: function (f, l) {
+        l.bindTooltip(function () {
+          var p = f.properties;
+          return (p.gi_bin > 0 ? t("hot") : t("cold")) + " " + p.confidence + "% " + t("confidence") +
+            "<br>z = " + p.z.toFixed(2) + ", p = " + p.p_value.toPrecision(2) + ", n = " + p.count;
+        });
+      }
+    });
+    function load() {
+      var params = incidentFilters();
+      params.cell = "h3:9";
+      get(config.api.hotspots + query(params)).then(function (fc) {
+        layer.clearLayers();
+        layer.addData(fc);
+        done("hotspots", layer.getLayers().length);
+      }).catch(fail("hotspots"));
+    }
+    layer.reload = load;
+    load();
+    return layer;
+  }
+
+  // ---- grid choropleth of a score from /v1/kpi --------------------------------------------------------
+
+  function choroplethLayer() {
+    var scores = {};
+    var layer = L.geoJSON(null, {
+      style: function (f) {
+        var v = scores[f.properties.code];
+        var shade = v == null ? "#eeeeee" : "hsl(" + Math.round(120 * Math.max(0, Math.min(1, v))) + ",70%,50%)";
+        return { color: "#666", weight: 0.5, fillColor: shade, fillOpacity: 0.6 };
+      },
+      onEachFeature: function (f, l) {
+        l.bindTooltip(function () {
+          var v = scores[f.properties.code];
+          return esc(f.properties.name) + "<br>" + t(filters.score) + "：" +
+            (v == null ? t("noScores") : (100 * v).toFixed(1) + "%");
+        });
+      }
+    });
+    var grids = null;
+    function load() {
+      var params = { period: filters.period, by: "grid" };
+      Promise.all([grids || get(config.api.layers + "/grids?limit=10000"), get(config.api.kpi + query(params))])
+        .then(function (r) {
+          grids = r[0];
+          scores = {};
+          (r[1].rows || []).forEach(function (row) { scores[row.code] = row[filters.score]; });
+          layer.clearLayers();
+          layer.addData(grids);
+          done("choropleth", Object.keys(scores).length);
+        }).catch(fail("choropleth"));
+    }
+    layer.reload = load;
+    layer.on("add", load);
+    return layer;
+  }
+
+  // ---- click: the owner chain --------------------------------------------------------------------
+
+  function person(p) { return p ? esc(p.name) + " " + esc(p.phone || "") : "—"; }
+
+  function ownerPopup(event) {
+    var ll = event.latlng;
+    var popup = L.popup({ maxWidth: 340 }).setLatLng(ll).setContent(t("loading")).openOn(map);
+    fetch(config.api.owner + query({ lon: ll.lng.toFixed(7), lat: ll.lat.toFixed(7) })).then(function (response) {
+      return response.json().then(function (body) { return { ok: response.ok, body: body }; });
+    }).then(function (r) {
+      var a = r.body;
+      if (!r.ok) {
+        popup.setContent("<div class='cg-owner'>" + t("notCovered") + "<br>" + esc(a.message) + "</div>");
+        return;
+      }
+      var chief = a.street_chief;
+      var rows = [
+        [t("grid"), a.grid.code + " " + a.grid.name],
+        [t("community"), a.community.name],
+        [t("subdistrict"), lang === "zh" ? a.subdistrict.name : a.subdistrict.name_en],
+        [t("squad"), a.squad.name + "（" + a.squad.headcount + t("headcount") + "）" + person(a.squad.leader)],
+        [t("gridMember"), person(a.grid_member)],
+        [t("streetChief"), person(chief.person) + (chief.basis === "street" ? "（" + chief.street.name + "）" : t("noStreetChief"))],
+        [t("subdistrictChief"), person(a.subdistrict_chief)],
+        [t("generalChief"), person(a.general_street_chief)]
+      ];
+      if (a.river_chief) { rows.push([t("riverChief"), person(a.river_chief.person) + "（" + a.river_chief.river.name + "）"]); }
+      var flags = [];
+      if (a.ambiguous) { flags.push(t("ambiguous") + "：" + a.candidates.join("、")); }
+      if (a.outside) { flags.push(t("outside") + " " + a.distance_to_grid_m + t("metres")); }
+      popup.setContent("<div class='cg-owner' data-grid='" + esc(a.grid.code) + "'><b>" + t("owner") + "</b><table>" +
+        rows.map(function (row) { return "<tr><th>" + row[0] + "</th><td>" + esc(row[1]) + "</td></tr>"; }).join("") +
+        "</table>" + (flags.length ? "<div class='cg-flags'>" + esc(flags.join("；")) + "</div>" : "") + "</div>");
+    }).catch(function (error) { popup.setContent(esc(error.message)); });
+  }
+
+  // ---- controls: layers, legend, filters, language -------------------------------------------------
+
+  function buildLayerControl() {
+    if (control) { map.removeControl(control); }
+    var named = {};
+    LAYER_ORDER.forEach(function (name) { named[t(name)] = overlays[name]; });
+    control = L.control.layers(null, named, { collapsed: false, position: "topright" }).addTo(map);
+  }
+
+  function buildLegend() {
+    if (legend) { map.removeControl(legend); }
+    legend = L.control({ position: "bottomright" });
+    legend.onAdd = function () {
+      var div = L.DomUtil.create("div", "cg-legend");
+      var html = "<b>" + t("legend") + "</b><div class='cg-legend-title'>" + t("illegal_buildings") + "</div>";
+      config.buildingStatuses.forEach(function (s) {
+        html += "<div><i style='background:" + s.colour + "'></i>" + esc(label(s)) + "</div>";
+      });
+      html += "<div class='cg-legend-title'>" + t("hotspots") + "</div>";
+      [3, 2, 1, -1, -2, -3].forEach(function (bin) {
+        var level = { 3: 99, 2: 95, 1: 90 }[Math.abs(bin)];
+        html += "<div><i style='background:" + BINS[String(bin)] + "'></i>" + (bin > 0 ? t("hot") : t("cold")) +
+          " " + level + "%</div>";
+      });
+      html += "<div class='cg-legend-title'>" + t("heat") + "</div><div class='cg-heat-ramp'></div>";
+      div.innerHTML = html;
+      return div;
+    };
+    legend.addTo(map);
+  }
+
+  function option(value, text, selected) {
+    return "<option value='" + esc(value) + "'" + (selected ? " selected" : "") + ">" + esc(text) + "</option>";
+  }
+
+  function buildPanel() {
+    if (panel) { map.removeControl(panel); }
+    panel = L.control({ position: "topleft" });
+    panel.onAdd = function () {
+      var div = L.DomUtil.create("div", "cg-panel");
+      L.DomEvent.disableClickPropagation(div);
+      L.DomEvent.disableScrollPropagation(div);
+      var items = config.items.filter(function (i) { return !filters.category || i.category === filters.category; });
+      div.innerHTML =
+        "<div class='cg-head'><b>" + t("title") + "</b><button type='button' id='cg-lang'>" + t("lang") + "</button></div>" +
+        "<label>" + t("from") + " <input type='date' id='cg-from' value='" + esc(filters.from) + "'></label>" +
+        "<label>" + t("to") + " <input type='date' id='cg-to' value='" + esc(filters.to) + "'></label>" +
+        "<label>" + t("category") + " <select id='cg-category'>" + option("", t("all"), !filters.category) +
+        config.categories.map(function (c) { return option(c.code, c.code + " " + label(c), filters.category === c.code); }).join("") +
+        "</select></label>" +
+        "<label>" + t("item") + " <select id='cg-item'>" + option("", t("all"), !filters.item) +
+        items.map(function (i) { return option(i.code, i.code + " " + label(i), filters.item === i.code); }).join("") +
+        "</select></label>" +
+        "<label>" + t("subdistrict") + " <select id='cg-subdistrict'>" + option("", t("all"), !filters.subdistrict) +
+        config.subdistricts.map(function (s) { return option(s.code, label(s), filters.subdistrict === s.code); }).join("") +
+        "</select></label>" +
+        "<label>" + t("status") + " <select id='cg-status'>" + option("", t("all"), !filters.status) +
+        config.statuses.map(function (s) { return option(s.code, label(s), filters.status === s.code); }).join("") +
+        "</select></label>" +
+        "<label>" + t("score") + " <select id='cg-score'>" +
+        ["closure_rate", "ontime_rate", "rework_rate", "satisfaction_rate"].map(function (s) {
+          return option(s, t(s), filters.score === s);
+        }).join("") + "</select></label>" +
+        "<label>" + t("period") + " <input type='text' id='cg-period' size='7' value='" + esc(filters.period) + "'></label>";
+      return div;
+    };
+    panel.addTo(map);
+    var bind = function (id, key) {
+      document.getElementById(id).addEventListener("change", function (e) {
+        filters[key] = e.target.value || null;
+        if (key === "category") { filters.item = null; buildPanel(); }
+        refresh(key);
+      });
+    };
+    bind("cg-from", "from"); bind("cg-to", "to"); bind("cg-category", "category"); bind("cg-item", "item");
+    bind("cg-subdistrict", "subdistrict"); bind("cg-status", "status"); bind("cg-score", "score");
+    bind("cg-period", "period");
+    document.getElementById("cg-lang").addEventListener("click", function () {
+      setLanguage(lang === "zh" ? "en" : "zh");
+    });
+  }
+
+  function refresh(changed) {
+    if (changed === "score" || changed === "period") {
+      if (map.hasLayer(overlays.choropleth)) { overlays.choropleth.reload(); }
+      return;
+    }
+    overlays.heat.reload();
+    overlays.hotspots.reload();
+    if (changed === "subdistrict") { overlays.illegal_buildings.reload(); }
+  }
+
+  function setLanguage(next) {
+    lang = next;
+    document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+    document.title = t("title");
+    buildLayerControl();
+    buildLegend();
+    buildPanel();
+  }
+
+  function init(leafletMap, cfg) {
+    map = leafletMap;
+    map.setMaxZoom(20);  // the stall clusters need it, and with no base map nothing else sets it
+    config = cfg;
+    lang = cfg.lang === "en" ? "en" : "zh";
+    filters = { from: cfg.period.from, to: cfg.period.to, category: null, item: null, subdistrict: null,
+      status: null, score: "closure_rate", period: "2017Q2" };
+    overlays.subdistricts = boundary("subdistricts", { color: "#4a148c", weight: 3, fill: false },
+      function (p) { return esc(p.code + " " + (lang === "zh" ? p.name : p.name_en)); });
+    overlays.communities = boundary("communities", { color: "#6a1b9a", weight: 2, dashArray: "4 4", fill: false },
+      function (p) { return esc(p.code + " " + p.name); });
+    overlays.grids = boundary("grids", { color: "#7b1fa2", weight: 0.8, fillOpacity: 0.02 },
+      function (p) { return esc(p.code + " " + p.name); });
+    overlays.streets = streetsLayer();
+    overlays.rivers = boundary("rivers", { color: "#1e88e5", weight: 6, opacity: 0.7 },
+      function (p) { return esc(p.name); });
+    overlays.markets = boundary("markets", { color: "#00695c", weight: 2, fillColor: "#26a69a", fillOpacity: 0.4 },
+      function (p) { return esc(p.name); });
+    overlays.stalls = stallsLayer();
+    overlays.illegal_buildings = buildingsLayer();
+    overlays.heat = heatLayer();
+    overlays.hotspots = hotspotsLayer();
+    overlays.choropleth = choroplethLayer();
+    DEFAULT_ON.forEach(function (name) { overlays[name].addTo(map); });
+    setLanguage(lang);
+    map.on("click", ownerPopup);
+    map.on("moveend", function () { overlays.heat.reload(); overlays.stalls.reload(); });
+    window.citygrid = { map: map, overlays: overlays, state: state, filters: filters, setLanguage: setLanguage,
+      setFilter: function (key, value) { filters[key] = value; buildPanel(); refresh(key); } };
+  }
+
+  window.CityGrid = { init: init };
+})();
