@@ -2,9 +2,9 @@
 
 import sys
 
-from benchmarks import owner
+from benchmarks import map, owner
 
-BENCHMARKS = {"owner": owner.main}
+BENCHMARKS = {"owner": owner.main, "map": map.main}
 
 if __name__ == "__main__":
     names = sys.argv[1:] or list(BENCHMARKS)

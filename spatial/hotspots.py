@@ -28,6 +28,7 @@ import numpy.typing as npt
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from spatial.changes import VersionedCache, incidents_version
 from spatial.errors import InvalidInput
 
 CONFIDENCE_LEVELS = ((3, 0.01), (2, 0.05), (1, 0.10))  # Gi_Bin: 99 %, 95 %, 90 %
@@ -212,17 +213,25 @@ def feature_collection(cells: Cells, hotspots: list[Hotspot], *, cell: str) -> d
     return {"type": "FeatureCollection", "cell": cell, "features": features}
 
 
+_ANALYSES: VersionedCache[dict[str, Any]] = VersionedCache(size=32)
+
+
 def analyse(
     conn: Connection, filters: Filters, *, cell: str, generation: int, permutations: int = DEFAULT_PERMUTATIONS
 ) -> dict[str, Any]:
-    """Aggregate, compute Gi*, and return the GeoJSON answer of /v1/hotspots."""
+    """Aggregate, compute Gi*, and return the GeoJSON answer of /v1/hotspots (reused until incidents change)."""
     kind, resolution = parse_cell(cell)
-    cells = (
-        aggregate_grids(conn, filters, generation)
-        if kind == "grid"
-        else aggregate_h3(conn, filters, resolution, generation)
-    )
-    return feature_collection(cells, gi_star(cells, permutations=permutations), cell=cell)
+
+    def compute() -> dict[str, Any]:
+        cells = (
+            aggregate_grids(conn, filters, generation)
+            if kind == "grid"
+            else aggregate_h3(conn, filters, resolution, generation)
+        )
+        return feature_collection(cells, gi_star(cells, permutations=permutations), cell=cell)
+
+    key = (filters, cell, generation, permutations)
+    return _ANALYSES.get(key, incidents_version(conn), compute)
 
 
 def _geojson(text_value: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from spatial.changes import VersionedCache, table_version
 from spatial.errors import InvalidInput, NotFound
 
 
@@ -32,6 +33,7 @@ TILE_LAYERS = {
     "stalls": TileLayer("stalls", ("t.code", "t.kind", "t.licensed"), status_column=None),
 }
 MAX_ZOOM = 22
+_TILES: VersionedCache[bytes] = VersionedCache(size=512)
 
 
 def tile(
@@ -59,5 +61,9 @@ def tile(
         f"FROM {spec.table} t, b WHERE {' AND '.join(filters)}) "
         "SELECT ST_AsMVT(f.*, :layer) FROM f WHERE f.geom IS NOT NULL"
     )
-    data = conn.execute(query, params).scalar_one()
-    return bytes(data) if data is not None else b""
+
+    def compute() -> bytes:
+        data = conn.execute(query, params).scalar_one()
+        return bytes(data) if data is not None else b""
+
+    return _TILES.get((layer, z, x, y, status, subdistrict), table_version(conn, spec.table), compute)
