@@ -1,4 +1,11 @@
 # The citygrid API. Run it with docker compose (docker-compose.yml), which also starts PostGIS.
+
+# The map's front-end packages (Leaflet and plugins) come from the npm registry, served by the API itself.
+FROM node:20-bookworm-slim AS webmap
+WORKDIR /webmap
+COPY webmap/package.json webmap/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
@@ -8,7 +15,9 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY spatial ./spatial
 COPY api ./api
-RUN pip install .
+COPY webmap ./webmap
+COPY --from=webmap /webmap/node_modules ./webmap/node_modules
+RUN pip install -e .
 COPY fixtures ./fixtures
 
 RUN useradd --system --home /app citygrid
