@@ -107,6 +107,30 @@ def db_downgrade(revision: Annotated[str, typer.Argument(help="target revision")
     migrate.downgrade(_url(), revision)
 
 
+@db_app.command("dump")
+def db_dump(path: Annotated[Path, typer.Argument(help="file to write (pg_dump custom format)")]) -> None:
+    """Back the database up to FILE."""
+    from spatial import backup
+
+    try:
+        size = backup.dump(database_settings(), _url(), path)
+    except CitygridError as exc:
+        raise _fail(exc) from exc
+    console.print(f"wrote {path} ({size:,} bytes)")
+
+
+@db_app.command("restore")
+def db_restore(path: Annotated[Path, typer.Argument(help="a file written by 'citygrid db dump'")]) -> None:
+    """Replace the database's contents with FILE, all or nothing."""
+    from spatial import backup
+
+    try:
+        backup.restore(database_settings(), _url(), path)
+    except CitygridError as exc:
+        raise _fail(exc) from exc
+    console.print(f"restored {path}")
+
+
 @fixtures_app.command("generate")
 def fixtures_generate(
     out_dir: Annotated[Path, typer.Option("--out", help="folder to write")] = FIXTURE_DIR,
