@@ -54,7 +54,8 @@ def bench_database() -> str:
                 text(
                     "INSERT INTO incidents (code, source, item_code, status, reported_at, geom, generation, grid_code,"
                     " subdistrict_code) SELECT 'BM-' || n, 'hotline', (SELECT code FROM catalogue_items"
-                    " ORDER BY code OFFSET (n % 147) LIMIT 1), CASE WHEN n % 5 = 0 THEN 'handling' ELSE 'registered' END,"
+                    " ORDER BY code OFFSET (n % 147) LIMIT 1),"
+                    " CASE WHEN n % 5 = 0 THEN 'handling' ELSE 'registered' END,"
                     " timestamptz '2017-01-01 00:00+08' + (n % 180) * interval '1 day', p.geom, p.generation,"
                     " p.grid_code, left(p.grid_code, 9) FROM ("
                     "  SELECT n, ST_SetSRID(ST_MakePoint(104.208 + 0.075 * random(), 23.343 + 0.058 * random()), 4326)"
@@ -65,12 +66,14 @@ def bench_database() -> str:
             conn.execute(
                 text(
                     "UPDATE incidents i SET grid_code = gp.grid_code, subdistrict_code = left(gp.grid_code, 9)"
-                    " FROM grid_parts gp WHERE i.code LIKE 'BM-%' AND gp.generation = 1 AND ST_Intersects(gp.geom, i.geom)"
+                    " FROM grid_parts gp WHERE i.code LIKE 'BM-%' AND gp.generation = 1"
+                    " AND ST_Intersects(gp.geom, i.geom)"
                 )
             )
             conn.execute(
                 text(
-                    "INSERT INTO illegal_buildings (code, address, floors, status, discovered_at, investigated_at, geom)"
+                    "INSERT INTO illegal_buildings"
+                    " (code, address, floors, status, discovered_at, investigated_at, geom)"
                     " SELECT 'BM-' || n, '基准测试', 1, 'investigated', date '2017-01-01', date '2017-01-02',"
                     " ST_Expand(ST_SetSRID(ST_MakePoint(104.208 + 0.075 * random(), 23.343 + 0.058 * random()),"
                     " 4326), 0.00008) FROM generate_series(1, :n) n"
