@@ -22,7 +22,7 @@ from sqlalchemy import create_engine
 
 from benchmarks.harness import database_url, python, server, wrk
 
-WEST, SOUTH, EAST, NORTH = 104.215, 23.350, 104.275, 23.390  # inside the fixture city
+WEST, SOUTH, EAST, NORTH = 104.220, 23.355, 104.270, 23.385  # well inside the fixture city: every point owned
 SINGLE_REQUESTS = 2000
 LOAD_SECONDS = 10
 BATCH_POINTS = 1_000_000
