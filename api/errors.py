@@ -12,7 +12,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from spatial.errors import CitygridError, DatabaseUnavailable, InvalidInput, NotFound, SetupError
+from spatial.errors import (
+    CitygridError,
+    Conflict,
+    DatabaseUnavailable,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    SetupError,
+    Unauthorized,
+)
 
 
 class UnsupportedMediaType(InvalidInput):
@@ -24,6 +33,9 @@ class UnsupportedMediaType(InvalidInput):
 STATUS: dict[type[CitygridError], int] = {
     UnsupportedMediaType: 415,
     NotFound: 404,
+    Conflict: 409,
+    Unauthorized: 401,
+    Forbidden: 403,
     InvalidInput: 422,
     DatabaseUnavailable: 503,
     SetupError: 503,

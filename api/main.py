@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from api import errors
-from api.routers import health, layers, map, owner
+from api import errors, ogc
+from api.routers import exports, health, incidents, kpi, layers, map, open311, owner
 from spatial import db
 from spatial.errors import SetupError
 from spatial.settings import Settings
@@ -28,7 +28,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(layers.router)
     app.include_router(owner.router)
+    app.include_router(incidents.router)
+    app.include_router(kpi.router)
+    app.include_router(open311.router)
     app.include_router(map.router)
+    app.include_router(exports.router)
+    ogc.install(app, settings)
     mount_static(app)
     return app
 

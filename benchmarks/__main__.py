@@ -2,9 +2,9 @@
 
 import sys
 
-from benchmarks import map, owner
+from benchmarks import export, intake, map, owner
 
-BENCHMARKS = {"owner": owner.main, "map": map.main}
+BENCHMARKS = {"owner": owner.main, "map": map.main, "export": export.main, "intake": intake.main}
 
 if __name__ == "__main__":
     names = sys.argv[1:] or list(BENCHMARKS)

@@ -285,5 +285,296 @@ def serve(
     )
 
 
+# --- cases: bulk import, re-assignment to a boundary generation, API keys (issue 4) ---
+incidents_app = typer.Typer(help="Cases (案件): bulk import and re-assignment.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys: create, revoke, list (only a hash of each key is stored).", no_args_is_help=True)
+app.add_typer(incidents_app, name="incidents")
+app.add_typer(keys_app, name="keys")
+
+
+@incidents_app.command("import")
+def incidents_import(
+    file: Annotated[Path, typer.Argument(help="CSV (lon, lat, item_code, source, reported_at…), GeoJSON, GeoPackage")],
+    crs: Annotated[str | None, typer.Option(help="wgs84 (default), cgcs2000, gcj02, bd09 or EPSG:<code>")] = None,
+    source: Annotated[str | None, typer.Option(help="source of rows that have no source column")] = None,
+    skip_invalid: Annotated[
+        bool, typer.Option("--skip-invalid", help="import the good rows; without it one bad row refuses the file")
+    ] = False,
+    report: Annotated[Path | None, typer.Option("--report", help="CSV of bad rows (default: FILE.errors.csv)")] = None,
+    no_duplicates: Annotated[
+        bool, typer.Option("--no-duplicates", help="do not look for possible duplicates among open cases")
+    ] = False,
+) -> None:
+    """Import a file of cases, each with its whole responsibility chain, in one transaction."""
+    from spatial.intake import ImportRefused, import_file
+    from spatial.keys import CLI_KEY
+    from spatial.settings import owner_settings
+
+    errors_path = report or file.with_name(file.name + ".errors.csv")
+    try:
+        engine = db.engine_for(database_settings())
+        with (
+            Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                console=console,
+            ) as progress,
+            engine.begin() as conn,
+        ):  # fmt: skip
+            tasks: dict[str, TaskID] = {}
+
+            def advance(stage: str, done: int, total: int) -> None:
+                label = {"copy": "copy (bytes)", "check": "check rows", "insert": "assign + insert"}[stage]
+                if stage not in tasks:
+                    tasks[stage] = progress.add_task(label, total=total)
+                progress.update(tasks[stage], completed=done, total=total)
+
+            result = import_file(
+                conn, file, key=CLI_KEY, rules=owner_settings(), crs=crs, source=source, skip_invalid=skip_invalid,
+                flag_duplicates=not no_duplicates, progress=advance,
+            )  # fmt: skip
+    except ImportRefused as exc:
+        with errors_path.open("w", encoding="utf-8", newline="") as sink:
+            exc.report.write_errors(sink)
+        console.print(f"[red]refused:[/red] {exc.message}")
+        console.print(f"every bad row is listed in {errors_path}")
+        raise typer.Exit(code=2) from exc
+    except CitygridError as exc:
+        raise _fail(exc) from exc
+    if result.errors:
+        with errors_path.open("w", encoding="utf-8", newline="") as sink:
+            result.write_errors(sink)
+        console.print(f"[yellow]skipped {result.invalid} bad rows[/yellow]: listed in {errors_path}")
+    out.print(
+        f"{result.rows} rows: {result.inserted} cases imported, {result.invalid} refused, "
+        f"{result.duplicates} flagged as possible duplicates ({result.seconds.get('total', 0):.1f} s)"
+    )
+
+
+@incidents_app.command("reassign")
+def incidents_reassign(
+    generation: Annotated[int, typer.Option("--generation", help="the boundary generation to assign open cases to")],
+) -> None:
+    """Re-assign every open case to a boundary generation in one statement; report how many moved."""
+    from spatial.settings import owner_settings
+    from spatial.workflow import reassign_generation
+
+    try:
+        with db.engine_for(database_settings()).begin() as conn:
+            result = reassign_generation(conn, generation=generation, rules=owner_settings())
+    except CitygridError as exc:
+        raise _fail(exc) from exc
+    out.print(
+        f"generation {result.generation}: {result.open_cases} open cases, {result.updated} re-assigned, "
+        f"{result.moved} moved to another grid, {result.uncovered} not covered (kept as they were)"
+    )
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="who holds the key, e.g. 'hotline desk 3'")],
+    role: Annotated[str, typer.Option(help="public, grid_member, squad, dispatcher, planner or admin")],
+    subdistrict: Annotated[str | None, typer.Option(help="limit the key to one subdistrict (9-digit code)")] = None,
+    person: Annotated[str | None, typer.Option(help="the person the key belongs to (people id)")] = None,
+) -> None:
+    """Create an API key and print it once (only its hash is kept)."""
+    from spatial.keys import create_key
+
+    try:
+        with db.engine_for(database_settings()).begin() as conn:
+            key, secret = create_key(conn, name=name, role=role, subdistrict_code=subdistrict, person_id=person)
+    except CitygridError as exc:
+        raise _fail(exc) from exc
+    console.print(f"key {key.id} ({key.role}) created; it is shown this once:")
+    out.print(secret, highlight=False)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[int, typer.Argument(help="the key's id (see 'citygrid keys list')")]) -> None:
+    """Revoke an API key now."""
+    from spatial.keys import revoke_key
+
+    try:
+        with db.engine_for(database_settings()).begin() as conn:
+            revoke_key(conn, key_id)
+    except CitygridError as exc:
+        raise _fail(exc) from exc
+    console.print(f"key {key_id} revoked")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List the API keys (never their secrets)."""
+    from spatial.keys import list_keys
+
+    with db.engine_for(database_settings()).connect() as conn:
+        rows = list_keys(conn)
+    table = Table("id", "name", "role", "subdistrict", "person", "prefix", "created", "revoked")
+    for r in rows:
+        table.add_row(
+            str(r["id"]), r["name"], r["role"], r["subdistrict_code"] or "all", r["person_id"] or "", r["prefix"],
+            r["created_at"].isoformat(timespec="seconds"),
+            r["revoked_at"].isoformat(timespec="seconds") if r["revoked_at"] else "",
+        )  # fmt: skip
+    out.print(table)
+
+
+# --- exports and boundary import (issue 6) ---
+Values = Annotated[list[str] | None, typer.Option(help="repeat for several values")]
+Day = Annotated[str | None, typer.Option(help="YYYY-MM-DD, inclusive")]
+
+
+@app.command("export")
+def export_command(
+    dataset: Annotated[str, typer.Argument(help="illegal-buildings, incidents, stalls or markets")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="geojson, gpkg, shp.zip, csv or kml")] = "geojson",
+    out_path: Annotated[Path | None, typer.Option("--out", "-o", help="file or folder (default: its own name)")] = None,
+    header: Annotated[str, typer.Option(help="CSV header: zh (Chinese labels) or en (field names)")] = "zh",
+    status: Values = None,
+    subdistrict: Annotated[list[str] | None, typer.Option(help="code or name, e.g. 开化街道; repeatable")] = None,
+    community: Annotated[list[str] | None, typer.Option(help="code or name; repeatable")] = None,
+    grid: Annotated[list[str] | None, typer.Option(help="code or name; repeatable")] = None,
+    campaign: Values = None,
+    source: Values = None,
+    item: Values = None,
+    kind: Values = None,
+    licensed: Annotated[str | None, typer.Option(help="true or false (stalls)")] = None,
+    market: Values = None,
+    discovered_from: Day = None,
+    discovered_to: Day = None,
+    demolished_from: Day = None,
+    demolished_to: Day = None,
+    reported_from: Day = None,
+    reported_to: Day = None,
+    closed_from: Day = None,
+    closed_to: Day = None,
+    rectified_from: Day = None,
+    rectified_to: Day = None,
+) -> None:
+    """Write an export (as GET /v1/exports/DATASET.FORMAT) and its totals sidecar FILE.totals.json."""
+    import shutil
+    import tempfile
+
+    from spatial import exports
+
+    chosen: dict[str, str | list[str] | None] = {
+        "status": status, "subdistrict": subdistrict, "community": community, "grid": grid, "campaign": campaign,
+        "source": source, "item": item, "kind": kind, "licensed": licensed, "market": market,
+        "discovered_from": discovered_from, "discovered_to": discovered_to, "demolished_from": demolished_from,
+        "demolished_to": demolished_to, "reported_from": reported_from, "reported_to": reported_to,
+        "closed_from": closed_from, "closed_to": closed_to, "rectified_from": rectified_from,
+        "rectified_to": rectified_to,
+    }  # fmt: skip
+    filters = {name: [v] if isinstance(v, str) else list(v) for name, v in chosen.items() if v}
+    try:
+        engine = db.engine_for(database_settings())
+        with engine.connect() as conn:
+            export = exports.prepare(conn, dataset, fmt, filters)
+        target = out_path or Path(export.file_name())
+        if target.is_dir():
+            target = target / export.file_name()
+        snapshot = exports.Snapshot(engine, export)
+        if export.format.streamed:
+            with target.open("wb") as sink:
+                for chunk in snapshot.stream(header=header):
+                    sink.write(chunk)
+        else:
+            with tempfile.TemporaryDirectory(prefix="citygrid-export-") as folder:
+                try:
+                    shutil.move(snapshot.write_file(Path(folder)), target)
+                finally:
+                    snapshot.close()
+    except CitygridError as exc:
+        raise _fail(exc) from exc
+    sidecar = target.with_name(target.name + ".totals.json")
+    summary = {"dataset": export.dataset.name, "file": target.name, "filters": export.applied}
+    sidecar.write_text(json.dumps(summary | snapshot.totals.as_dict(), ensure_ascii=False, indent=2) + "\n")
+    measures = snapshot.totals.measures
+    table = Table("街道 subdistrict", "count", *(f"{m}" for m in measures), title=f"{target} ({sidecar.name})")
+    for row in [*snapshot.totals.subdistricts, {"name": "合计 total", **snapshot.totals.total}]:
+        table.add_row(row.get("name") or "—", str(row["count"]), *(f"{row[m]:,.2f}" for m in measures))
+    out.print(table)
+
+
+@app.command("import")
+def import_command(
+    layer: Annotated[str, typer.Argument(help="grids, communities, subdistricts or streets")],
+    file: Annotated[Path, typer.Argument(help="Shapefile (.shp, .shp.zip), GeoPackage or GeoJSON")],
+    crs: Annotated[
+        str | None,
+        typer.Option(
+            help="the coordinates' CRS if the file has none or a wrong one: EPSG:4544, "
+            "EPSG:4490, cgcs2000, wgs84, gcj02, bd09 or EPSG:<code>"
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="import despite problems, recording them")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="check and show the difference; change nothing")] = False,
+    label: Annotated[str | None, typer.Option(help="the new generation's label")] = None,
+    valid_from: Annotated[
+        datetime | None, typer.Option(help="when the new generation starts (default: now)", formats=ISO_FORMATS)
+    ] = None,
+    min_area: Annotated[float, typer.Option(help="report gaps/overlaps larger than this many m²")] = 1.0,
+    field: Annotated[list[str] | None, typer.Option(help="OURS=THEIRS field name, e.g. code=WGBM; repeatable")] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="streets: remove streets missing from the file")] = False,
+) -> None:
+    """Import boundaries as a new generation (checked for gaps, overlaps, overhangs), or streets in place."""
+    from spatial.boundaries import BoundaryProblems, ImportReport, import_boundaries
+
+    mapping = dict(pair.split("=", 1) for pair in field or [] if "=" in pair)
+    moment = valid_from.replace(tzinfo=CST) if valid_from is not None and valid_from.tzinfo is None else valid_from
+    report: ImportReport | None = None
+    try:
+        with db.engine_for(database_settings()).connect() as conn:
+            transaction = conn.begin()
+            try:
+                report = import_boundaries(
+                    conn, layer, file, crs=crs, fields=mapping, force=force, label=label, valid_from=moment,
+                    min_area_m2=min_area, replace=replace,
+                )  # fmt: skip
+            except BaseException:
+                transaction.rollback()
+                raise
+            if dry_run:
+                transaction.rollback()
+            else:
+                transaction.commit()
+    except BoundaryProblems as exc:
+        _print_boundary_report(exc.report)
+        raise _fail(exc) from exc
+    except CitygridError as exc:
+        raise _fail(exc) from exc
+    _print_boundary_report(report)
+    done = "would create" if dry_run else "created"
+    if report.generation is not None:
+        console.print(
+            f"{done} boundary generation {report.generation} from {report.valid_from:%Y-%m-%d %H:%M}"
+            f" (generation {report.previous_generation} ends then){' — nothing written' if dry_run else ''}"
+        )
+    elif dry_run:
+        console.print("dry run: nothing written")
+
+
+def _print_boundary_report(report: Any) -> None:
+    for line in report.warnings:
+        console.print(f"[yellow]warning:[/yellow] {line}")
+    if report.problems:
+        table = Table("problem", "layer", "codes", "area m²", "lon", "lat", title=f"{len(report.problems)} problem(s)")
+        for p in report.problems:
+            table.add_row(
+                p.kind, p.layer, " ".join(p.codes), "" if p.area_m2 is None else f"{p.area_m2:,.2f}",
+                "" if p.lon is None else f"{p.lon:.7f}", "" if p.lat is None else f"{p.lat:.7f}",
+            )  # fmt: skip
+        out.print(table)
+    if report.changes:
+        table = Table("change", "code", "name", "m² before", "m² after", "moved", "note", title="difference")
+        for c in report.changes:
+            table.add_row(
+                c.kind, c.code, c.name, *("" if v is None else f"{v:,.2f}" for v in (c.area_before_m2,
+                c.area_after_m2, c.moved_m2)), c.note,
+            )  # fmt: skip
+        out.print(table)
+    counts = report.counts()
+    out.print(f"{report.source}: {report.features} features; " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+
+
 if __name__ == "__main__":
     app()

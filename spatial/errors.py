@@ -41,3 +41,21 @@ class DatabaseUnavailable(CitygridError):
     """The database cannot be reached right now; retrying later may succeed."""
 
     code = "database_unavailable"
+
+
+class Conflict(CitygridError):
+    """The request is valid but not now: the thing is in a state that does not allow it (a case's status)."""
+
+    code = "conflict"
+
+
+class Unauthorized(CitygridError):
+    """No API key, or one that is unknown or revoked."""
+
+    code = "unauthorized"
+
+
+class Forbidden(CitygridError):
+    """The API key is valid but its role or scope does not allow this."""
+
+    code = "forbidden"

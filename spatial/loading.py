@@ -88,15 +88,23 @@ def read_layer(layer: Layer, path: Path, *, make_valid: bool = False) -> LayerRo
         frame = pyogrio.read_dataframe(path, datetime_as_string=True, read_geometry=layer.spatial)
     except Exception as exc:  # pyogrio raises several GDAL error classes; all mean "cannot read"
         raise InvalidInput(f"{path}: cannot be read as a GIS file ({exc})") from exc
-    missing = [f.name for f in layer.fields if f.required and f.name not in frame.columns]
-    if missing:
-        raise InvalidInput(f"{path}: property {', '.join(missing)} missing; layer {layer.name} needs it")
     if layer.spatial:
         if frame.crs is None:
             raise InvalidInput(f"{path}: no coordinate reference system; give the file a CRS (e.g. EPSG:4490)")
         if frame.crs.to_epsg() not in (4326, 4490):
             frame = frame.to_crs(4326)
+    return check_frame(layer, frame, path, make_valid=make_valid)
 
+
+def check_frame(layer: Layer, frame: Any, path: Path, *, make_valid: bool = False) -> LayerRows:
+    """Validate the features of ``frame`` (read from ``path``, lon/lat) and return them as COPY-ready rows.
+
+    Raises InvalidInput naming the file and feature at the first bad one; with ``make_valid`` an invalid
+    geometry is repaired and listed in ``repaired`` instead. The boundary importer reuses these checks.
+    """
+    missing = [f.name for f in layer.fields if f.required and f.name not in frame.columns]
+    if missing:
+        raise InvalidInput(f"{path}: property {', '.join(missing)} missing; layer {layer.name} needs it")
     result = LayerRows(layer=layer, path=path, rows=[])
     columns = [f.name for f in layer.fields]
     key_field = layer.key[-1]
@@ -199,6 +207,11 @@ def database_is_empty(engine: Engine) -> bool:
     """Return True when no grids are loaded (``make run`` then loads the fixture)."""
     with engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(grids_layer.table)).scalar_one() == 0
+
+
+def load_rows(conn: Connection, batch: LayerRows) -> None:
+    """Stage one validated batch with COPY and upsert it into its layer's table, in the caller's transaction."""
+    _load_batch(conn, batch, None)
 
 
 def _load_batch(conn: Connection, batch: LayerRows, progress: Progress | None) -> None:

@@ -7,8 +7,14 @@ that is rolled back. A skipped test fails the run: a skipped PostGIS test hides 
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine
@@ -18,7 +24,7 @@ from sqlalchemy.pool import NullPool
 from spatial import migrate
 from spatial.loading import load_directory
 from spatial.settings import DatabaseSettings, Settings
-from tests.support import FIXTURES, fresh_database, server_url
+from tests.support import FIXTURES, ROOT, fresh_database, server_url
 
 _skipped: list[str] = []
 
@@ -80,3 +86,32 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
     with TestClient(create_app(settings)) as test_client:
         yield test_client
+
+
+@pytest.fixture(scope="session")
+def live_server(database_url: str) -> Iterator[str]:
+    """A live API on a free port over the test database, for clients that speak HTTP (browsers, GDAL, OWSLib)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = (ROOT / "test-output").joinpath("live-server.log")
+    log.parent.mkdir(exist_ok=True)
+    env = {**os.environ, "DATABASE_URL": database_url, "CITYGRID_MAP_BASEMAP": "none"}
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory", "--port", str(port)],
+            cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(base + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, f"server did not start: see {log}"
+            time.sleep(0.3)
+        yield base
+        process.terminate()
+        process.wait(timeout=20)

@@ -98,6 +98,12 @@ def test_the_map_draws_every_layer_and_answers_a_click(browser: Browser, live_se
         ).scalar_one()
     page.wait_for_function(f"() => window.citygrid.state.heatTotal === {river_cases}", timeout=15_000)
 
+    # The grid choropleth of a score from /v1/kpi (off by default): one shade per grid with a score.
+    page.locator(".leaflet-control-layers label", has_text="网格考核指标").locator("input").check()
+    page.wait_for_function("() => window.citygrid.state.loaded.choropleth === true", timeout=15_000)
+    kpi = page.request.get(live_server + "/v1/kpi?period=2017Q2&by=grid").json()
+    assert page.evaluate("() => window.citygrid.state.counts.choropleth") == len(kpi["rows"]) == 193
+
     # English.
     page.click("#cg-lang")
     assert page.locator(".leaflet-control-layers").inner_text().count("Grids") == 1

@@ -14,7 +14,7 @@
       squad: "执法中队", gridMember: "网格员", streetChief: "街长", generalChief: "总街长", riverChief: "河长",
       subdistrictChief: "街道主任", ambiguous: "位于网格边界", outside: "网格外", notCovered: "不在网格覆盖范围内",
       headcount: "人", score: "指标", noScores: "无考核数据", period: "考核期",
-      closure_rate: "结案率", ontime_rate: "按期结案率", rework_rate: "返工率", satisfaction_rate: "满意率",
+      closure_rate: "结案率", on_time_rate: "按期结案率", rework_rate: "返工率", satisfaction_rate: "满意率",
       loading: "加载中…", noStreetChief: "（无街长，由街道主任负责）", metres: "米"
     },
     en: {
@@ -28,7 +28,7 @@
       generalChief: "General street chief", riverChief: "River chief", subdistrictChief: "Subdistrict chief",
       ambiguous: "on a grid boundary", outside: "outside the grids", notCovered: "not covered by any grid",
       headcount: "people", score: "Score", noScores: "no scores", period: "Period",
-      closure_rate: "Closure rate", ontime_rate: "On-time closure rate", rework_rate: "Rework rate",
+      closure_rate: "Closure rate", on_time_rate: "On-time closure rate", rework_rate: "Rework rate",
       satisfaction_rate: "Satisfaction rate", loading: "loading…",
       noStreetChief: " (no street chief: the subdistrict chief answers)", metres: "m"
     }
@@ -240,15 +240,17 @@
     var scores = {};
     var layer = L.geoJSON(null, {
       style: function (f) {
-        var v = scores[f.properties.code];
-        var shade = v == null ? "#eeeeee" : "hsl(" + Math.round(120 * Math.max(0, Math.min(1, v))) + ",70%,50%)";
+        var v = scores[f.properties.code];  // a percentage; for the rework rate, lower is better
+        var good = v == null ? 0 : Math.max(0, Math.min(1, v / 100));
+        if (filters.score === "rework_rate") { good = 1 - good; }
+        var shade = v == null ? "#eeeeee" : "hsl(" + Math.round(120 * good) + ",70%,50%)";
         return { color: "#666", weight: 0.5, fillColor: shade, fillOpacity: 0.6 };
       },
       onEachFeature: function (f, l) {
         l.bindTooltip(function () {
           var v = scores[f.properties.code];
           return esc(f.properties.name) + "<br>" + t(filters.score) + "：" +
-            (v == null ? t("noScores") : (100 * v).toFixed(1) + "%");
+            (v == null ? t("noScores") : v.toFixed(1) + "%");
         });
       }
     });
@@ -366,7 +368,7 @@
         config.statuses.map(function (s) { return option(s.code, label(s), filters.status === s.code); }).join("") +
         "</select></label>" +
         "<label>" + t("score") + " <select id='cg-score'>" +
-        ["closure_rate", "ontime_rate", "rework_rate", "satisfaction_rate"].map(function (s) {
+        ["closure_rate", "on_time_rate", "rework_rate", "satisfaction_rate"].map(function (s) {
           return option(s, t(s), filters.score === s);
         }).join("") + "</select></label>" +
         "<label>" + t("period") + " <input type='text' id='cg-period' size='7' value='" + esc(filters.period) + "'></label>";

@@ -1,0 +1,91 @@
+"""POST /v1/incidents/bulk: a file with bad rows refused whole (each row named) or imported with skip_invalid."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+
+from spatial.intake import rows_of
+from tests.api.casekit import GRID_1, GRID_2, Keys, made_keys
+
+COLUMNS = ("lon", "lat", "item_code", "source", "reported_at")
+ROWS = [
+    dict(zip(COLUMNS, row, strict=True))
+    for row in (
+        (GRID_1[0], GRID_1[1], "0508", "patrol", "2025-08-01T09:00:00+08:00"),
+        (GRID_2[0], GRID_2[1], "0101", "media", "2025-08-01T10:00:00+08:00"),
+        (GRID_1[0], GRID_1[1], "0000", "patrol", "2025-08-01T11:00:00+08:00"),
+        (GRID_2[0], GRID_2[1], "0302", "patrol", "yesterday"),
+        (GRID_2[0] + 0.0005, GRID_2[1], "0302", "grid_member", "2025-08-02"),
+    )
+]
+
+
+@pytest.fixture(scope="module")
+def keys(engine: Engine) -> Iterator[Keys]:
+    with made_keys(engine) as made:
+        yield made
+
+
+def count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM incidents")).scalar_one())
+
+
+def test_a_file_with_bad_rows_is_refused_whole_then_imported_with_skip_invalid(
+    client: TestClient, keys: Keys, engine: Engine
+) -> None:
+    body = rows_of(ROWS)
+    headers = {**keys.header("dispatcher"), "content-type": "text/csv"}
+    before = count(engine)
+    refused = client.post("/v1/incidents/bulk", content=body, headers=headers)
+    assert refused.status_code == 422
+    assert refused.json()["code"] == "import_refused"
+    assert refused.json()["detail"]["errors"] == [
+        {"row": 3, "error": "item_code 0000 is not one of the 147 catalogue items"},
+        {"row": 4, "error": "reported_at yesterday is not an ISO 8601 time such as 2017-05-01T09:30:00+08:00, "
+                            "or no such day"},
+    ]  # fmt: skip
+    assert count(engine) == before
+
+    imported = client.post("/v1/incidents/bulk", params={"skip_invalid": "true"}, content=body, headers=headers)
+    assert imported.status_code == 201, imported.text
+    report = imported.json()
+    assert (report["rows"], report["inserted"], report["invalid"], report["errors_listed"]) == (5, 3, 2, 2)
+    assert count(engine) == before + 3
+    with engine.connect() as conn:
+        grids = (
+            conn.execute(text("SELECT grid_code FROM incidents WHERE api_key_id = :k ORDER BY id"), {"k": keys.ids[0]})
+            .scalars()
+            .all()
+        )
+    assert grids == ["532601001001001", "532601001001002", "532601001001002"]
+
+
+def test_geojson_bodies_roles_and_media_types(client: TestClient, keys: Keys) -> None:
+    collection = {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "geometry": {"type": "Point", "coordinates": list(GRID_1)},
+             "properties": {"item_code": "0111", "reported_at": "2025-08-03T20:00:00+08:00"}},
+        ],
+    }  # fmt: skip
+    geojson = json.dumps(collection).encode()
+    response = client.post(
+        "/v1/incidents/bulk", params={"source": "patrol"}, content=geojson,
+        headers={**keys.header("admin"), "content-type": "application/geo+json"},
+    )  # fmt: skip
+    assert response.status_code == 201, response.text
+    assert response.json()["inserted"] == 1
+    squad = client.post(
+        "/v1/incidents/bulk", content=rows_of(ROWS[:1]), headers={**keys.header("squad"), "content-type": "text/csv"}
+    )
+    assert squad.status_code == 403
+    wrong = client.post(
+        "/v1/incidents/bulk", content=b"{}", headers={**keys.header("dispatcher"), "content-type": "text/plain"}
+    )
+    assert wrong.status_code == 415 and "text/csv" in wrong.json()["message"]

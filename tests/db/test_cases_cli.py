@@ -1,0 +1,102 @@
+"""The command line for cases: incidents import (refused whole, or with --skip-invalid), reassign, keys."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from typer.testing import CliRunner
+
+from spatial.cli import app
+from spatial.settings import clear_settings_cache
+from tests.api.casekit import GRID_1, GRID_2
+
+
+@pytest.fixture
+def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
+    """A runner whose commands use the test database."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("COLUMNS", "200")  # rich wraps at the terminal's width
+    clear_settings_cache()
+    yield CliRunner()
+    monkeypatch.delenv("DATABASE_URL")
+    clear_settings_cache()
+
+
+def write(path: Path, rows: list[list[object]]) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as sink:
+        writer = csv.writer(sink)
+        writer.writerow(["code", "lon", "lat", "item_code", "source", "reported_at"])
+        writer.writerows(rows)
+    return path
+
+
+def count(engine: Engine, like: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM incidents WHERE code LIKE :l"), {"l": like}).scalar_one())
+
+
+def test_import_refuses_a_file_with_bad_rows_then_takes_the_good_ones(
+    cli: CliRunner, engine: Engine, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path / "cases.csv",
+        [
+            ["CLI-1", *GRID_1, "0508", "patrol", "2025-09-01T09:00:00+08:00"],
+            ["CLI-2", *GRID_2, "0508", "patrol", "2025-09-01T09:00:00+08:00"],
+            ["CLI-3", *GRID_2, "0508", "patrol", "2025-13-01T09:00:00+08:00"],
+        ],
+    )
+    try:
+        refused = cli.invoke(app, ["incidents", "import", str(path)])
+        assert refused.exit_code == 2, refused.output
+        assert "1 of 3 rows are invalid" in refused.output
+        report = tmp_path / "cases.csv.errors.csv"
+        assert report.read_text(encoding="utf-8").splitlines() == [
+            "row,error",
+            '3,"reported_at 2025-13-01T09:00:00+08:00 is not an ISO 8601 time such as 2017-05-01T09:30:00+08:00, '
+            'or no such day"',
+        ]
+        assert count(engine, "CLI-%") == 0
+
+        taken = cli.invoke(
+            app, ["incidents", "import", str(path), "--skip-invalid", "--report", str(tmp_path / "r.csv")]
+        )
+        assert taken.exit_code == 0, taken.output
+        assert "3 rows: 2 cases imported, 1 refused, 0 flagged as possible duplicates" in taken.output
+        assert (tmp_path / "r.csv").read_text(encoding="utf-8").count("\n") == 2
+        assert count(engine, "CLI-%") == 2
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM incidents WHERE code LIKE 'CLI-%'"))
+
+
+def test_reassign_reports_what_moved(cli: CliRunner) -> None:
+    unchanged = cli.invoke(app, ["incidents", "reassign", "--generation", "1"])
+    assert unchanged.exit_code == 0, unchanged.output
+    assert "generation 1: 985 open cases, 0 re-assigned, 0 moved to another grid, 0 not covered" in unchanged.output
+    unknown = cli.invoke(app, ["incidents", "reassign", "--generation", "9"])
+    assert unknown.exit_code == 2 and "no boundary generation 9" in unknown.output
+
+
+def test_keys_are_created_listed_and_revoked(cli: CliRunner, engine: Engine) -> None:
+    try:
+        created = cli.invoke(app, ["keys", "create", "--name", "cli hotline desk", "--role", "dispatcher"])
+        assert created.exit_code == 0, created.output
+        secret = next(line for line in created.output.splitlines() if line.startswith("cg_"))
+        assert len(secret) == 46
+        with engine.connect() as conn:
+            key_id = conn.execute(text("SELECT id FROM api_keys WHERE name = 'cli hotline desk'")).scalar_one()
+        listed = cli.invoke(app, ["keys", "list"])
+        assert "cli hotline desk" in listed.output and secret not in listed.output
+        assert cli.invoke(app, ["keys", "revoke", str(key_id)]).exit_code == 0
+        again = cli.invoke(app, ["keys", "revoke", str(key_id)])
+        assert again.exit_code == 2 and f"no active key {key_id}" in again.output
+        bad_role = cli.invoke(app, ["keys", "create", "--name", "x", "--role", "mayor"])
+        assert bad_role.exit_code == 2 and "unknown role 'mayor'" in bad_role.output
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM api_keys WHERE name = 'cli hotline desk'"))

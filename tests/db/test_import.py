@@ -1,0 +1,192 @@
+"""Bulk import: every bad row named, all or nothing (or the good rows with skip_invalid), chains and due times
+equal to the single-point answers, GeoJSON and GeoPackage in a projected CRS, GCJ-02 coordinates."""
+
+from __future__ import annotations
+
+import csv
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import geopandas as gpd
+import pytest
+from shapely.geometry import Point
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from spatial.catalogue import item
+from spatial.crs import wgs84_to_gcj02
+from spatial.errors import InvalidInput
+from spatial.intake import ImportRefused, import_file
+from spatial.keys import CLI_KEY
+from spatial.settings import OwnerSettings
+from spatial.workflow import add_working_time
+from tests.api.casekit import GRID_1, GRID_2
+
+CST = timezone(timedelta(hours=8))
+RULES = OwnerSettings()
+HEADER = ["code", "source", "item_code", "lon", "lat", "reported_at", "status", "closed_at", "satisfaction",
+          "deferred", "reworks", "photos", "description"]  # fmt: skip
+G1 = (str(GRID_1[0]), str(GRID_1[1]))
+G2 = (str(GRID_2[0]), str(GRID_2[1]))
+ROWS = [
+    # 1-5 good
+    ["IMP-T-001", "patrol", "0508", *G1, "2017-03-15T10:00:00+08:00", "", "", "", "", "", "", "占道经营"],
+    ["IMP-T-002", "media", "0101", *G2, "2017-03-15 10:00", "closed", "2017-03-15T16:00:00+08:00", "satisfied",
+     "", "", "", ""],
+    ["", "grid_member", "0302", *G1, "2017-05-15T10:00:00+08:00", "", "", "", "", "", "", ""],
+    ["IMP-T-004", "patrol", "0601", *G2, "2017-03-16", "", "", "", "", "", "", ""],
+    ["IMP-T-005", "letter", "0111", *G1, "2017-03-17T21:30:00Z", "handling", "", "", "true", "2",
+     "https://photos.example/1.jpg https://photos.example/2.jpg", ""],
+    # 6-14 bad
+    ["IMP-T-006", "patrol", "0508", "abc", G1[1], "2017-03-15T10:00:00+08:00", "", "", "", "", "", "", ""],
+    ["IMP-T-007", "patrol", "9999", *G1, "2017-03-15T10:00:00+08:00", "", "", "", "", "", "", ""],
+    ["IMP-T-008", "patrol", "0508", *G1, "2017-02-30T10:00:00+08:00", "", "", "", "", "", "", ""],
+    ["IMP-T-009", "patrol", "0508", *G1, "2017-03-15T10:00:00+08:00", "closed", "", "", "", "", "", ""],
+    ["RX2017-000001", "patrol", "0508", *G1, "2017-03-15T10:00:00+08:00", "", "", "", "", "", "", ""],
+    ["IMP-T-DUP", "patrol", "0508", *G1, "2017-03-15T10:00:00+08:00", "", "", "", "", "", "", ""],
+    ["IMP-T-DUP", "patrol", "0508", *G2, "2017-03-15T10:00:00+08:00", "", "", "", "", "", "", ""],
+    ["IMP-T-013", "patrol", "0508", "104.0", "23.0", "2017-03-15T10:00:00+08:00", "", "", "", "", "", "", ""],
+    ["IMP-T-014", "patrol", "0508", G1[1], G1[0], "2017-03-15T10:00:00+08:00", "", "", "", "", "", "", ""],
+]  # fmt: skip
+ERRORS = [
+    (6, "lon/lat missing or not numbers"),
+    (7, "item_code 9999 is not one of the 147 catalogue items"),
+    (8, "reported_at 2017-02-30T10:00:00+08:00 is not an ISO 8601 time such as 2017-05-01T09:30:00+08:00, "
+        "or no such day"),
+    (9, "status closed needs closed_at"),
+    (10, "code RX2017-000001 already exists"),
+    (11, "code IMP-T-DUP appears 2 times in the file"),
+    (12, "code IMP-T-DUP appears 2 times in the file"),
+    (13, "not covered: 44708.5 m from the nearest grid 532601001009007 (check the coordinates and their crs)"),
+    (14, f"lon {G1[1]} / lat {G1[0]} out of range: they look swapped (give lon first, then lat)"),
+]  # fmt: skip
+
+
+def write_csv(path: Path, rows: list[list[str]], header: list[str] = HEADER) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as sink:
+        writer = csv.writer(sink)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def count(conn: Connection) -> int:
+    return int(conn.execute(text("SELECT count(*) FROM incidents")).scalar_one())
+
+
+def test_a_file_with_bad_rows_is_refused_whole_and_every_bad_row_is_named(conn: Connection, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "cases.csv", ROWS)
+    before = count(conn)
+    with pytest.raises(ImportRefused) as refused:
+        import_file(conn, path, key=CLI_KEY, rules=RULES)
+    report = refused.value.report
+    assert (report.rows, report.inserted, report.invalid) == (14, 0, 9)
+    assert [(e.row, e.error) for e in report.errors] == ERRORS
+    assert "9 of 14 rows are invalid (first: row 6: lon/lat missing or not numbers)" in refused.value.message
+    assert count(conn) == before  # nothing written, even inside the caller's transaction
+    assert refused.value.detail["errors"][0] == {"row": 6, "error": "lon/lat missing or not numbers"}
+
+
+def test_with_skip_invalid_the_good_rows_go_in_with_their_chain_and_due_time(conn: Connection, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "cases.csv", ROWS)
+    before = count(conn)
+    report = import_file(conn, path, key=CLI_KEY, rules=RULES, skip_invalid=True)
+    assert (report.rows, report.inserted, report.invalid, report.duplicates) == (14, 5, 9, 0)
+    assert [(e.row, e.error) for e in report.errors] == ERRORS
+    assert count(conn) == before + 5
+    rows = conn.execute(
+        text(
+            "SELECT i.code, i.source, i.item_code, i.status, i.reported_at, i.due_at, i.closed_at, i.satisfaction,"
+            " i.deferred, i.reworks, i.photos, i.description, i.grid_code, i.community_code, i.subdistrict_code,"
+            " i.squad_code, i.grid_member_id, i.street_code, i.street_chief_id, i.river_code, i.river_chief_id,"
+            " i.generation, i.outside, o.grid_code AS o_grid, o.community_code AS o_community,"
+            " o.subdistrict_code AS o_subdistrict, o.squad_code AS o_squad, o.grid_member_id AS o_member,"
+            " o.street_code AS o_street, o.street_chief_id AS o_chief, o.river_code AS o_river,"
+            " o.river_chief_id AS o_river_chief, o.generation AS o_generation, o.outside AS o_outside"
+            " FROM incidents i, citygrid_owner(i.geom, i.reported_at) o"
+            " WHERE i.id > (SELECT max(id) FROM incidents) - 5 ORDER BY i.id"
+        )
+    ).all()
+    assert [r.code for r in rows][:2] == ["IMP-T-001", "IMP-T-002"]
+    assert rows[2].code.startswith("WG20170515-")  # made from the source, the day and the id
+    for r in rows:
+        chain = (r.grid_code, r.community_code, r.subdistrict_code, r.squad_code, r.grid_member_id, r.street_code,
+                 r.street_chief_id, r.river_code, r.river_chief_id, r.generation, r.outside)  # fmt: skip
+        owner = (r.o_grid, r.o_community, r.o_subdistrict, r.o_squad, r.o_member, r.o_street, r.o_chief, r.o_river,
+                 r.o_river_chief, r.o_generation, r.o_outside)  # fmt: skip
+        assert chain == owner
+        limit = item(r.item_code)
+        assert r.due_at == add_working_time(r.reported_at.astimezone(CST), limit.time_limit, limit.time_unit)
+    assert [r.grid_code for r in rows] == ["532601001001001", "532601001001002", "532601001001001",
+                                           "532601001001002", "532601001001001"]  # fmt: skip
+    assert [r.grid_member_id for r in rows] == ["P0395", "P0396", "P0396", "P0396", "P0395"]  # rotation 04-01
+    assert rows[1].reported_at == datetime(2017, 3, 15, 10, tzinfo=CST)  # no zone: Beijing time
+    assert (rows[1].status, rows[1].closed_at, rows[1].satisfaction) == (
+        "closed", datetime(2017, 3, 15, 16, tzinfo=CST), "satisfied",
+    )  # fmt: skip
+    assert rows[3].reported_at == datetime(2017, 3, 16, tzinfo=CST)
+    assert (rows[4].status, rows[4].deferred, rows[4].reworks) == ("handling", True, 2)
+    assert rows[4].photos == ["https://photos.example/1.jpg", "https://photos.example/2.jpg"]
+    assert rows[4].reported_at == datetime(2017, 3, 18, 5, 30, tzinfo=CST)
+    assert rows[0].status == "collected" and rows[0].description == "占道经营"
+
+
+def test_an_imported_open_case_near_an_open_one_of_the_same_item_is_flagged(conn: Connection, tmp_path: Path) -> None:
+    open_case = conn.execute(
+        text(
+            "SELECT id, item_code, ST_X(geom) AS lon, ST_Y(geom) AS lat, reported_at FROM incidents"
+            " WHERE status = 'handling' ORDER BY code LIMIT 1"
+        )
+    ).one()
+    at = (open_case.reported_at + timedelta(hours=3)).isoformat()
+    rows = [
+        ["IMP-D-1", "patrol", open_case.item_code, str(open_case.lon), str(open_case.lat), at],
+        ["IMP-D-2", "patrol", open_case.item_code, str(open_case.lon), str(open_case.lat),
+         (open_case.reported_at + timedelta(hours=30)).isoformat()],
+    ]  # fmt: skip
+    path = write_csv(tmp_path / "dups.csv", rows, HEADER[:6])
+    report = import_file(conn, path, key=CLI_KEY, rules=RULES)
+    assert (report.inserted, report.duplicates) == (2, 1)
+    flagged = dict(
+        conn.execute(text("SELECT code, duplicate_of FROM incidents WHERE code LIKE 'IMP-D-%' ORDER BY code")).all()
+    )
+    assert flagged == {"IMP-D-1": open_case.id, "IMP-D-2": None}
+
+
+def test_geojson_and_geopackage_in_a_projected_crs_and_gcj02_csv(conn: Connection, tmp_path: Path) -> None:
+    points = gpd.GeoDataFrame(
+        {
+            "item_code": ["0508", "0101"],
+            "source": ["patrol", "patrol"],
+            "reported_at": ["2017-03-15T10:00:00+08:00", "2017-03-15T11:00:00+08:00"],
+        },
+        geometry=[Point(GRID_1), Point(GRID_2)],
+        crs=4326,
+    ).to_crs(4544)
+    for name in ("cases.geojson", "cases.gpkg"):
+        path = tmp_path / name
+        points.to_file(path)
+        report = import_file(conn, path, key=CLI_KEY, rules=RULES)
+        assert (report.rows, report.inserted, report.invalid) == (2, 2, 0), name
+    grids = (
+        conn.execute(text("SELECT grid_code FROM incidents WHERE code LIKE 'XC20170315-%' ORDER BY reported_at, id"))
+        .scalars()
+        .all()
+    )
+    assert grids == ["532601001001001", "532601001001001", "532601001001002", "532601001001002"]
+
+    lon, lat = wgs84_to_gcj02(*GRID_2)
+    row = ["MT-GCJ", "media", "0508", str(lon), str(lat), "2017-03-15T10:00:00+08:00"]
+    path = write_csv(tmp_path / "gcj.csv", [row], HEADER[:6])
+    assert import_file(conn, path, key=CLI_KEY, rules=RULES, crs="gcj02").inserted == 1
+    landed = conn.execute(text("SELECT grid_code, ST_X(geom), ST_Y(geom) FROM incidents WHERE code = 'MT-GCJ'")).one()
+    assert landed[0] == "532601001001002"
+    assert landed[1] == pytest.approx(GRID_2[0], abs=1e-7) and landed[2] == pytest.approx(GRID_2[1], abs=1e-7)
+
+
+def test_a_file_without_the_needed_columns_is_refused_before_reading_it(conn: Connection, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "short.csv", [["0508", "104.2", "23.3"]], ["item", "x", "y"])
+    with pytest.raises(InvalidInput, match=r"lacks column\(s\) reported_at, source"):
+        import_file(conn, path, key=CLI_KEY, rules=RULES)
+    path = write_csv(tmp_path / "ok.csv", [["0508", *G1, "2017-03-15T10:00:00+08:00"]], ["item", "x", "y", "上报时间"])
+    assert import_file(conn, path, key=CLI_KEY, rules=RULES, source="patrol").inserted == 1
