@@ -109,8 +109,8 @@ def main() -> None:
     env = {"DATABASE_URL": url, "CITYGRID_MAP_BASEMAP": "none"}
     with server(command, env, "/health") as base:
         html = httpx.get(base + "/map").content
-        page_ready_seconds(base + "/map", "body[data-ready=true]")  # warm caches and prepared plans
-        ready = page_ready_seconds(base + "/map", "body[data-ready=true]")
+        cold = page_ready_seconds(base + "/map", "body[data-ready=true]")  # nothing cached yet
+        ready = page_ready_seconds(base + "/map", "body[data-ready=true]")  # heat, hotspots, tiles cached
         started = time.perf_counter()
         response = httpx.get(base + "/v1/hotspots", params={"cell": "h3:9"}, timeout=120)
         hotspots_s = time.perf_counter() - started
@@ -127,11 +127,12 @@ def main() -> None:
         naive.save(str(path))
         naive_size = path.stat().st_size
         try:
-            naive_s = f"{page_ready_seconds(path.as_uri(), 'canvas.leaflet-heatmap-layer', timeout_s=180):.1f} s"
+            naive_s = f"{page_ready_seconds(path.as_uri(), 'canvas.leaflet-heatmap-layer', timeout_s=60):.1f} s"
         except Exception as exc:  # the naive page may never finish: that is the point of the baseline
             naive_s = f"did not finish ({type(exc).__name__})"
     print(f"/map HTML: {len(html):,} bytes   (target ≤ 1,000,000)")
-    print(f"/map ready with all default layers drawn: {ready:.2f} s   (target ≤ 2 s)")
+    print(f"/map ready with all default layers drawn: first load {cold:.2f} s, next loads {ready:.2f} s"
+          "   (target ≤ 2 s)")  # fmt: skip
     print(f"/v1/hotspots whole city at h3:9: {hotspots_s:.2f} s, {hot} cells at 99 %   (target ≤ 3 s)")
     print(f"baseline folium HeatMap, points inlined: {naive_size:,} bytes, load {naive_s}")
     print(f"ratio HTML size naive/ours: {naive_size / len(html):,.0f}x")
