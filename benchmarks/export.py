@@ -15,14 +15,9 @@ footprints copied (shifted up to ±40 m) to 100,000.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import geopandas as gpd
@@ -33,7 +28,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from benchmarks.harness import ROOT, free_port, python
+from benchmarks.harness import ROOT, Server, python, server
 from spatial import db, exports, migrate
 from spatial.loading import load_directory
 from spatial.settings import DatabaseSettings
@@ -75,38 +70,6 @@ def bench_database() -> str:
         assert conn.execute(text("SELECT count(*) FROM illegal_buildings")).scalar_one() == FOOTPRINTS
     engine.dispose()
     return url
-
-
-@dataclass
-class Server:
-    """A server process on a free port: its base URL and pid (for its memory)."""
-
-    base: str
-    pid: int
-
-
-@contextmanager
-def serve(args: list[str], env: dict[str, str], ready: str) -> Iterator[Server]:
-    port = free_port()
-    log = tempfile.NamedTemporaryFile("w+", prefix="bench-export-", suffix=".log", delete=False)
-    command = [a.replace("{port}", str(port)) for a in args]
-    process = subprocess.Popen(command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(base + ready, timeout=5).status_code < 500:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{command[2]} did not start; see {log.name}")
-            time.sleep(0.3)
-        yield Server(base, process.pid)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def rss_mb(pid: int) -> float:
@@ -187,10 +150,10 @@ def main() -> None:
     ours_path = "/v1/exports/illegal-buildings.geojson"
     tipg_path = f"/collections/public.illegal_buildings/items?limit={FOOTPRINTS}"
 
-    with serve(ours_cmd, {"DATABASE_URL": url}, "/health") as ours:
+    with server(ours_cmd, {"DATABASE_URL": url}, "/health") as ours:
         assert check_count(ours, ours_path) == FOOTPRINTS
         ours_runs = [download(ours, ours_path) for _ in range(RUNS)]
-    with serve(tipg_cmd, tipg_env, "/collections") as tipg:
+    with server(tipg_cmd, tipg_env, "/collections") as tipg:
         assert check_count(tipg, tipg_path) == FOOTPRINTS
         tipg_runs = [download(tipg, tipg_path) for _ in range(RUNS)]
 

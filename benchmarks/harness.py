@@ -40,29 +40,37 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@dataclass
+class Server:
+    """A running server: where it answers, and its process (for memory readings)."""
+
+    base: str
+    pid: int
+
+
 @contextmanager
-def server(args: list[str], env: dict[str, str], ready_path: str) -> Iterator[str]:
-    """Start an HTTP server on a free port, wait until ``ready_path`` answers, yield its base URL."""
+def server(args: list[str], env: dict[str, str], ready_path: str) -> Iterator[Server]:
+    """Start an HTTP server on a free port, wait until ``ready_path`` answers, yield it."""
     port = free_port()
     command = [a.replace("{port}", str(port)) for a in args]
     log = tempfile.NamedTemporaryFile("w+", prefix="bench-server-", suffix=".log", delete=False)
-    process = subprocess.Popen(command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(base + ready_path, timeout=2).status_code < 500:
+                if httpx.get(base + ready_path, timeout=5).status_code < 500:
                     break
             except httpx.HTTPError:
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{command[0]} did not start; see {log.name}")
             time.sleep(0.3)
-        yield base
+        yield Server(base, process.pid)
     finally:
         process.terminate()
-        process.wait(timeout=20)
+        process.wait(timeout=30)
 
 
 @dataclass

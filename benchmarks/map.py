@@ -107,7 +107,8 @@ def main() -> None:
     command = [python(), "-m", "uvicorn", "api.main:create_app", "--factory", "--port", "{port}", "--workers", "2",
                "--log-level", "warning"]  # fmt: skip
     env = {"DATABASE_URL": url, "CITYGRID_MAP_BASEMAP": "none"}
-    with server(command, env, "/health") as base:
+    with server(command, env, "/health") as running:
+        base = running.base
         html = httpx.get(base + "/map").content
         cold = page_ready_seconds(base + "/map", "body[data-ready=true]")  # nothing cached yet
         ready = page_ready_seconds(base + "/map", "body[data-ready=true]")  # heat, hotspots, tiles cached

@@ -96,7 +96,11 @@ def main() -> None:
     tipg_path = f"/collections/public.grids/items?filter-lang=cql2-text&f=geojson&filter={cql}".replace(" ", "%20")
     tipg_path = tipg_path.replace("%25.7f", "%.7f")
 
-    with server(ours_cmd, {"DATABASE_URL": url}, "/health") as ours, server(tipg_cmd, tipg_env, "/collections") as tipg:
+    with (
+        server(ours_cmd, {"DATABASE_URL": url}, "/health") as ours_server,
+        server(tipg_cmd, tipg_env, "/collections") as tipg_server,
+    ):
+        ours, tipg = ours_server.base, tipg_server.base
         sample = httpx.get(tipg + tipg_path.replace("%.7f", "104.244", 1).replace("%.7f", "23.371", 1)).json()
         assert sample["numberReturned"] == 1, sample  # the baseline answers the same question (grid only)
         ours_p50, ours_p99 = single_client(ours, ours_path)
@@ -118,7 +122,8 @@ def main() -> None:
           "   (target ≥ 3x)")  # fmt: skip
 
     body = batch_points()
-    with server(ours_cmd[:-4] + ["--log-level", "warning"], {"DATABASE_URL": url}, "/health") as ours:
+    with server(ours_cmd[:-4] + ["--log-level", "warning"], {"DATABASE_URL": url}, "/health") as batch_server:
+        ours = batch_server.base
         started = time.perf_counter()
         rows = 0
         with httpx.stream(

@@ -6,11 +6,13 @@ Engines are cached once per URL and process, never built at import time.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from spatial.cluster import LocalCluster
@@ -64,6 +66,28 @@ def engine_for(settings: DatabaseSettings, url: str | None = None, *, autocommit
         settings.statement_timeout_ms,
         autocommit,
     )
+
+
+def run_prepared(
+    conn: Connection, name: str, prepare: str, execute: str, params: Sequence[Any]
+) -> dict[str, Any] | None:
+    """Run a named prepared statement on ``conn`` (preparing it on the connection's first use); return row one.
+
+    For the hot paths (owner lookups, intake): the plan is made once per database connection instead of once
+    per request, and the row is read from the driver's cursor, past SQLAlchemy's result machinery.
+    """
+    info = conn.connection.info  # lives as long as the database connection, like the prepared statement
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cur:
+        if name not in info:
+            cur.execute(prepare)
+            info[name] = True
+        cur.execute(execute, list(params))
+        values = cur.fetchone()
+        if values is None:
+            return None
+        return {column.name: value for column, value in zip(cur.description, values, strict=True)}
 
 
 @contextmanager

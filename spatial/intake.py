@@ -35,6 +35,7 @@ from sqlalchemy.engine import Connection
 
 from spatial.catalogue import ITEMS
 from spatial.crs import parse_crs, to_wgs84_arrays
+from spatial.db import run_prepared
 from spatial.errors import Forbidden, InvalidInput
 from spatial.keys import ApiKey
 from spatial.layers.incidents import SOURCES
@@ -188,18 +189,8 @@ _EXECUTE = f"EXECUTE {_PREPARED} ({', '.join(['%s'] * len(_INTAKE_NAMES))})"
 
 def _run_intake(conn: Connection, params: dict[str, Any]) -> _Row | None:
     """Execute the prepared intake statement on this connection (preparing it on first use)."""
-    info = conn.connection.info  # lives as long as the database connection, like the prepared statement
-    raw = conn.connection.driver_connection
-    assert raw is not None
-    with raw.cursor() as cur:
-        if _PREPARED not in info:
-            cur.execute(_PREPARE)
-            info[_PREPARED] = True
-        cur.execute(_EXECUTE, [params[name] for name in _INTAKE_NAMES])
-        values = cur.fetchone()
-        if values is None:
-            return None
-        return _Row({column.name: value for column, value in zip(cur.description, values, strict=True)})
+    row = run_prepared(conn, _PREPARED, _PREPARE, _EXECUTE, [params[name] for name in _INTAKE_NAMES])
+    return None if row is None else _Row(row)
 
 
 _REPLAY = text(

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from spatial.crs import InputCrs, parse_crs, to_wgs84
+from spatial.db import run_prepared
 from spatial.errors import InvalidInput, NotFound
 from spatial.settings import OwnerSettings
 
@@ -158,30 +159,13 @@ def check_range(lon: float, lat: float) -> None:
 
 
 def _query(conn: Connection, lon: float, lat: float, at: datetime, rules: OwnerSettings) -> dict[str, Any] | None:
-    # The hot path of every lookup: straight to the driver's cursor, past SQLAlchemy's result machinery.
-    info = conn.connection.info  # lives as long as the database connection, like the prepared statement
-    raw = conn.connection.driver_connection
-    assert raw is not None
-    with raw.cursor() as cur:
-        if _PREPARED not in info:
-            cur.execute(_PREPARE)
-            info[_PREPARED] = True
-        cur.execute(
-            _EXECUTE,
-            (
-                lon,
-                lat,
-                at,
-                rules.edge_tolerance_m,
-                rules.outside_tolerance_m,
-                rules.street_radius_m,
-                rules.river_radius_m,
-            ),
-        )
-        values = cur.fetchone()
-        if values is None:
-            return None
-        return {column.name: value for column, value in zip(cur.description, values, strict=True)}
+    return run_prepared(
+        conn,
+        _PREPARED,
+        _PREPARE,
+        _EXECUTE,
+        (lon, lat, at, rules.edge_tolerance_m, rules.outside_tolerance_m, rules.street_radius_m, rules.river_radius_m),
+    )
 
 
 def lookup(
