@@ -252,10 +252,10 @@ class LocalCluster:
         self._ensure_database()
         return self.status()
 
-    def stop(self) -> None:
-        """Stop the server (fast shutdown) if it is running."""
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server if it is running (``mode``: smart, fast, or immediate as in a crash)."""
         if self.running():
-            self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
+            self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop")
 
     def _wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -285,7 +285,10 @@ class LocalCluster:
 
 
 def _port_free(port: int) -> bool:
+    # SO_REUSEADDR as PostgreSQL itself binds: connections of a stopped server left in TIME_WAIT must not
+    # make its port look taken, or a restart would move the database to another port (and URL).
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
