@@ -61,3 +61,16 @@ def test_heat_cells_add_up_to_the_incidents_in_view(client: TestClient, engine: 
     assert body["total"] == expected
     assert sum(c[2] for c in body["cells"]) == expected
     assert len(body["cells"]) < expected  # cells, not points
+
+
+def test_cached_heat_follows_a_change_at_once(client: TestClient, engine: Engine) -> None:
+    params = {"bbox": "104.20,23.33,104.29,23.41", "zoom": 14, "source": "media"}
+    before = client.get("/v1/heat", params=params).json()["total"]
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE incidents SET source = 'media' WHERE code = 'RX2017-000001'"))
+    try:
+        assert client.get("/v1/heat", params=params).json()["total"] == before + 1
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE incidents SET source = 'hotline' WHERE code = 'RX2017-000001'"))
+    assert client.get("/v1/heat", params=params).json()["total"] == before

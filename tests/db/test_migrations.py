@@ -37,7 +37,7 @@ def test_upgrade_from_empty_downgrade_to_empty_and_up_again() -> None:
     assert functions == {
         "citygrid_owner", "citygrid_owner_points", "citygrid_duty_holder", "citygrid_generation_at",
         "citygrid_refresh_grid_parts", "citygrid_default_demolished_m2", "citygrid_due_times", "citygrid_due_at",
-        "citygrid_import_time",
+        "citygrid_import_time", "citygrid_count_change",
     }  # fmt: skip
     assert extensions == {"postgis", "btree_gist"}
 
@@ -48,5 +48,5 @@ def test_upgrade_from_empty_downgrade_to_empty_and_up_again() -> None:
     engine = create_engine(url, poolclass=NullPool)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM catalogue_items")).scalar_one() == 147
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
     engine.dispose()
