@@ -96,6 +96,8 @@ def parse_crs(text: str | None) -> InputCrs:
 
 def to_wgs84(x: float, y: float, crs: InputCrs) -> tuple[float, float]:
     """Return (lon, lat) in WGS-84 for one point given in ``crs``; bad or out-of-range input raises InvalidInput."""
+    if crs.name in ("wgs84", "cgcs2000") and math.isfinite(x) and math.isfinite(y) and abs(x) <= 180 and abs(y) <= 90:
+        return float(x), float(y)  # the common case of every owner lookup, without numpy's overhead
     lon, lat = to_wgs84_arrays(np.array([x], dtype=np.float64), np.array([y], dtype=np.float64), crs)
     return float(lon[0]), float(lat[0])
 
