@@ -42,6 +42,8 @@ from spatial.layers.incidents import SOURCES
 from spatial.owner import locate
 from spatial.settings import OwnerSettings
 from spatial.workflow import (
+    CASE_COLUMNS,
+    CASE_JOINS,
     SATISFACTION,
     STATUS_LABELS,
     case_dict,
@@ -108,7 +110,8 @@ class Intake:
     created: bool
 
 
-_INTAKE_SQL = """
+_INTAKE_SQL = (
+    """
     WITH point AS (
         SELECT g.geom, ST_Transform(g.geom, 4544) AS p_m, CAST(:reported_at AS timestamptz) AS at
         FROM (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS geom) g
@@ -141,35 +144,28 @@ _INTAKE_SQL = """
         SELECT new_id.id,
             :prefix || to_char(point.at AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDD') || '-' || new_id.id,
             :source, :item_code, 'collected', :description, :address, CAST(:photos AS text[]),
-            CAST(:reporter AS jsonb), point.at, (SELECT due_at FROM due), point.geom, c.generation, c.grid_code,
-            c.community_code, c.subdistrict_code, c.squad_code, c.grid_member_id, c.street_code, c.street_chief_id,
-            c.river_code, c.river_chief_id, c.outside, (SELECT id FROM duplicate), :key_id, :idempotency_key,
-            :request_hash, :token, point.at
-        FROM point, chain c, new_id
-        WHERE c.grid_code IS NOT NULL
+            CAST(:reporter AS jsonb), point.at, (SELECT due_at FROM due), point.geom, ch.generation, ch.grid_code,
+            ch.community_code, ch.subdistrict_code, ch.squad_code, ch.grid_member_id, ch.street_code,
+            ch.street_chief_id, ch.river_code, ch.river_chief_id, ch.outside, (SELECT id FROM duplicate), :key_id,
+            :idempotency_key, :request_hash, :token, point.at
+        FROM point, chain ch, new_id
+        WHERE ch.grid_code IS NOT NULL
         ON CONFLICT (api_key_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING *
     ), event AS (
         INSERT INTO incident_events (incident_id, from_status, to_status, actor, at, note, action, api_key_id)
         SELECT id, NULL, status, :actor, reported_at, :note, 'report', api_key_id FROM ins
     )
-    SELECT c.grid_code AS located, i.*, ci.name_zh AS item_name_zh, ci.name_en AS item_name_en, ci.category_code,
-           ci.time_limit, ci.time_unit, ST_X(i.geom) AS lon, ST_Y(i.geom) AS lat, g.name AS grid_name,
-           cm.name AS community_name, sd.name AS subdistrict_name, sq.name AS squad_name,
-           gm.name AS grid_member_name, gm.phone AS grid_member_phone, st.name AS street_name,
-           sc.name AS street_chief_name, sc.phone AS street_chief_phone, dup.code AS duplicate_code
-    FROM chain c
+    SELECT ch.grid_code AS located, """
+    + CASE_COLUMNS
+    + """
+    FROM chain ch
     LEFT JOIN ins i ON true
-    LEFT JOIN catalogue_items ci ON ci.code = i.item_code
-    LEFT JOIN grids g ON g.generation = i.generation AND g.code = i.grid_code
-    LEFT JOIN communities cm ON cm.generation = i.generation AND cm.code = i.community_code
-    LEFT JOIN subdistricts sd ON sd.generation = i.generation AND sd.code = i.subdistrict_code
-    LEFT JOIN squads sq ON sq.code = i.squad_code
-    LEFT JOIN people gm ON gm.id = i.grid_member_id
-    LEFT JOIN streets st ON st.code = i.street_code
-    LEFT JOIN people sc ON sc.id = i.street_chief_id
-    LEFT JOIN incidents dup ON dup.id = i.duplicate_of
+    """
+    + CASE_JOINS
+    + """
 """
+)
 # The statement runs prepared, once planned per database connection: planning the inlined chain function
 # and the CTEs costs ≈3 ms, executing the cached plan ≈1 ms (measured on the fixture).
 _INTAKE_TYPES = {
@@ -274,7 +270,7 @@ def create_incident(
     if row is None:
         raise InvalidInput(f"no boundary generation was in force at {reported_at.isoformat()}")
     if row.id is not None:
-        return Intake(case=_created_case(row), created=True)
+        return Intake(case=case_dict(row), created=True)
     if row.located is None:
         refuse_uncovered(conn, report.x, report.y, report.crs, reported_at, rules)
     first = conn.execute(_REPLAY, {"key_id": key.id, "idempotency_key": idempotency_key}).one()
@@ -285,11 +281,6 @@ def create_incident(
             detail={"idempotency_key": idempotency_key},
         )
     return Intake(case=get_case_by_id(conn, first.id), created=False)
-
-
-def _created_case(row: _Row) -> dict[str, Any]:
-    """Return the new case as JSON (the intake statement returns its names with it)."""
-    return case_dict(_Row({**vars(row), "duplicate_of": row.duplicate_code}))
 
 
 class _Row:
@@ -487,16 +478,14 @@ def import_file(
         data, file_crs = _geo_to_csv(path)
         if crs is None:
             crs = _epsg_of(file_crs)
-        stream: IO[bytes] = io.BytesIO(data)
+        opened: IO[bytes] = io.BytesIO(data)
         size = len(data)
+    else:
+        opened, size = path.open("rb"), path.stat().st_size
+    with opened as stream:
         return import_stream(
             conn, stream, size, key=key, rules=rules, crs=crs, source=source, skip_invalid=skip_invalid,
             flag_duplicates=flag_duplicates, progress=progress,
-        )  # fmt: skip
-    with path.open("rb") as handle:
-        return import_stream(
-            conn, handle, path.stat().st_size, key=key, rules=rules, crs=crs, source=source,
-            skip_invalid=skip_invalid, flag_duplicates=flag_duplicates, progress=progress,
         )  # fmt: skip
 
 

@@ -235,7 +235,7 @@ CASE_COLUMNS = """
     i.outside, dup.code AS duplicate_of, i.token, i.api_key_id
 """
 CASE_JOINS = """
-    JOIN catalogue_items ci ON ci.code = i.item_code
+    LEFT JOIN catalogue_items ci ON ci.code = i.item_code
     LEFT JOIN grids g ON g.generation = i.generation AND g.code = i.grid_code
     LEFT JOIN communities c ON c.generation = i.generation AND c.code = i.community_code
     LEFT JOIN subdistricts sd ON sd.generation = i.generation AND sd.code = i.subdistrict_code
