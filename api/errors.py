@@ -48,20 +48,29 @@ def error_body(code: str, message: str, detail: Any = None) -> dict[str, Any]:
     return {"code": code, "message": message, "detail": detail}
 
 
-def _domain_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, CitygridError)
+def domain_response(exc: CitygridError, *, invalid_status: int = 422) -> JSONResponse:
+    """Return the response for a domain error (``invalid_status`` replaces 422 where a standard wants 400)."""
     status = next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 400)
+    status = invalid_status if status == 422 else status
     headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
     return JSONResponse(error_body(exc.code, exc.message, exc.detail), status_code=status, headers=headers)
 
 
-def _validation_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
+def validation_response(exc: RequestValidationError, *, code: str, status: int) -> JSONResponse:
+    """Return the response for request parameters FastAPI refused, naming each problem and where it is."""
     problems = [{"where": ".".join(str(p) for p in err["loc"]), "problem": err["msg"]} for err in exc.errors()]
     summary = "; ".join(f"{p['where']}: {p['problem']}" for p in problems)
-    return JSONResponse(
-        error_body("invalid_request", f"the request is not valid: {summary}", problems), status_code=422
-    )
+    return JSONResponse(error_body(code, f"the request is not valid: {summary}", problems), status_code=status)
+
+
+def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, CitygridError)
+    return domain_response(exc)
+
+
+def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return validation_response(exc, code="invalid_request", status=422)
 
 
 def _database_down(_: Request, exc: Exception) -> JSONResponse:

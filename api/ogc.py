@@ -40,7 +40,7 @@ from tipg.resources.enums import MediaType
 from tipg.resources.response import ORJSONResponse
 from tipg.settings import PostgresSettings
 
-from api.errors import error_body
+from api.errors import domain_response, error_body, validation_response
 from spatial import db, ogc
 from spatial.errors import CitygridError, DatabaseUnavailable, InvalidInput, NotFound
 from spatial.settings import Settings
@@ -338,9 +338,7 @@ def _error_handlers(ogc_app: FastAPI) -> None:
 
     def domain(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, CitygridError)
-        status = 404 if isinstance(exc, NotFound) else 503 if isinstance(exc, DatabaseUnavailable) else 400
-        headers = {"Retry-After": "5"} if status == 503 else None
-        return JSONResponse(error_body(exc.code, exc.message, exc.detail), status_code=status, headers=headers)
+        return domain_response(exc, invalid_status=400)
 
     def from_tipg(_: Request, exc: Exception) -> JSONResponse:
         status = next((DEFAULT_STATUS_CODES[cls] for cls in type(exc).__mro__ if cls in DEFAULT_STATUS_CODES), 500)
@@ -350,11 +348,7 @@ def _error_handlers(ogc_app: FastAPI) -> None:
 
     def validation(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        problems = [{"where": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
-        summary = "; ".join(f"{p['where']}: {p['problem']}" for p in problems)
-        return JSONResponse(
-            error_body("invalid_parameter", f"the request is not valid: {summary}", problems), status_code=400
-        )
+        return validation_response(exc, code="invalid_parameter", status=400)
 
     def http_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
