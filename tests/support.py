@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 import psycopg2
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, make_url
 
 from spatial import db
 from spatial.settings import DatabaseSettings
@@ -38,3 +39,17 @@ def fresh_database(name: str) -> str:
     finally:
         conn.close()
     return server.set(database=name).render_as_string(hide_password=False)
+
+
+def buildings_in_tile(conn: Connection, z: int, x: int, y: int, *, status: str | None = None) -> int:
+    """Count what an illegal-building tile holds: footprints whose box meets it, clipped with MVT's edge buffer."""
+    return int(
+        conn.execute(
+            text(
+                "SELECT count(*) FROM illegal_buildings WHERE geom && ST_Transform(ST_TileEnvelope(:z, :x, :y), 4326)"
+                " AND ST_AsMVTGeom(ST_Transform(geom, 3857), ST_TileEnvelope(:z, :x, :y)) IS NOT NULL"
+                " AND (CAST(:status AS text) IS NULL OR status = :status)"
+            ),
+            {"z": z, "x": x, "y": y, "status": status},
+        ).scalar_one()
+    )

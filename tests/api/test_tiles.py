@@ -6,6 +6,8 @@ import mapbox_vector_tile
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
+from tests.support import buildings_in_tile
+
 CITY_TILE = (13, 6468, 3548)  # the zoom-13 tile holding the city centre (104.244 E, 23.371 N)
 
 
@@ -17,20 +19,8 @@ def test_building_tile_holds_the_footprints_of_its_area(client: TestClient, engi
     decoded = mapbox_vector_tile.decode(response.content)
     features = decoded["illegal_buildings"]["features"]
     with engine.connect() as conn:
-        expected = conn.execute(
-            text(
-                "SELECT count(*) FROM illegal_buildings WHERE geom && ST_Transform(ST_TileEnvelope(:z, :x, :y), 4326)"
-                " AND ST_AsMVTGeom(ST_Transform(geom, 3857), ST_TileEnvelope(:z, :x, :y)) IS NOT NULL"
-            ),
-            {"z": z, "x": x, "y": y},
-        ).scalar_one()
-        demolished = conn.execute(
-            text(
-                "SELECT count(*) FROM illegal_buildings WHERE geom && ST_Transform(ST_TileEnvelope(:z, :x, :y), 4326)"
-                " AND status = 'demolished'"
-            ),
-            {"z": z, "x": x, "y": y},
-        ).scalar_one()
+        expected = buildings_in_tile(conn, z, x, y)
+        demolished = buildings_in_tile(conn, z, x, y, status="demolished")
     assert len(features) == expected
     assert {f["properties"]["status"] for f in features} <= {
         "investigated", "notice_served", "scheduled", "demolished", "legalised",

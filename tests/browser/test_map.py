@@ -7,7 +7,7 @@ from urllib.parse import urlparse
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request
 from sqlalchemy import Engine, text
 
-from tests.support import ROOT
+from tests.support import ROOT, buildings_in_tile
 
 CENTRE = (104.244, 23.371)
 PERIOD = "reported_at >= '2017-01-01T00:00+08' AND reported_at < '2017-07-01T00:00+08'"
@@ -52,18 +52,7 @@ def test_the_map_draws_every_layer_and_answers_a_click(browser: Browser, live_se
             text(f"SELECT count(*) FROM incidents WHERE geom && {envelope} AND {PERIOD}")
         ).scalar_one()
         tiles = page.evaluate("() => Object.keys(window.citygrid.overlays.illegal_buildings._vectorTiles)")
-        in_tiles = 0
-        for key in tiles:
-            x, y, z = (int(v) for v in key.split(":"))
-            in_tiles += conn.execute(
-                text(
-                    # what the tile holds: footprints whose box meets the tile, clipped with MVT's edge buffer
-                    "SELECT count(*) FROM illegal_buildings"
-                    " WHERE geom && ST_Transform(ST_TileEnvelope(:z, :x, :y), 4326)"
-                    " AND ST_AsMVTGeom(ST_Transform(geom, 3857), ST_TileEnvelope(:z, :x, :y)) IS NOT NULL"
-                ),
-                {"z": z, "x": x, "y": y},
-            ).scalar_one()
+        in_tiles = sum(buildings_in_tile(conn, z, x, y) for x, y, z in (map(int, k.split(":")) for k in tiles))
     hotspots = page.request.get(
         live_server + "/v1/hotspots?cell=h3:9&from=2017-01-01T00:00:00%2B08:00&to=2017-07-01T00:00:00%2B08:00"
     ).json()
