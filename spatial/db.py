@@ -6,14 +6,12 @@ Engines are cached once per URL and process, never built at import time.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
 
 from spatial.cluster import LocalCluster
 from spatial.settings import DatabaseSettings
@@ -88,13 +86,6 @@ def run_prepared(
         if values is None:
             return None
         return {column.name: value for column, value in zip(cur.description, values, strict=True)}
-
-
-@contextmanager
-def transaction(engine: Engine) -> Iterator[Session]:
-    """Yield a session inside one transaction: committed on success, rolled back on any error."""
-    with Session(engine) as session, session.begin():
-        yield session
 
 
 def server_versions(engine: Engine) -> dict[str, str]:

@@ -106,7 +106,6 @@ def check_frame(layer: Layer, frame: Any, path: Path, *, make_valid: bool = Fals
     if missing:
         raise InvalidInput(f"{path}: property {', '.join(missing)} missing; layer {layer.name} needs it")
     result = LayerRows(layer=layer, path=path, rows=[])
-    columns = [f.name for f in layer.fields]
     key_field = layer.key[-1]
     for number, record in enumerate(frame.to_dict("records"), start=1):
         where = f"{path.name}, feature {number}" + (
@@ -121,7 +120,6 @@ def check_frame(layer: Layer, frame: Any, path: Path, *, make_valid: bool = Fals
         if layer.spatial:
             row.append(_geometry_hex(layer, record.get("geometry"), where, make_valid, result.repaired))
         result.rows.append(row)
-    del columns
     return result
 
 

@@ -15,7 +15,7 @@ import itertools
 import json
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -385,6 +385,3 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Decimal):  # round(x::numeric, 2) in the query
         return float(value)
     return value
-
-
-Reader = Callable[..., Batch]
