@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from api import errors, ogc
+from api import access, errors, ogc
 from api.routers import exports, health, incidents, kpi, layers, maps, open311, owner
 from spatial import db
 from spatial.errors import SetupError
@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(exports.router)
     ogc.install(app, settings)
     mount_static(app)
+    access.document_roles(app)
     return app
 
 

@@ -30,6 +30,7 @@ from sqlalchemy.pool import NullPool
 
 from benchmarks.harness import ROOT, Server, python, server
 from spatial import db, exports, migrate
+from spatial.keys import create_key
 from spatial.loading import load_directory
 from spatial.settings import DatabaseSettings
 
@@ -48,8 +49,8 @@ JOIN illegal_buildings b ON b.code = 'WJ' || lpad(((n - 1) % 823 + 1)::text, 4, 
 """
 
 
-def bench_database() -> str:
-    """Create ``<name>_bench_export`` with the fixture and 100,000 footprints; return its URL."""
+def bench_database() -> tuple[str, str]:
+    """Create ``<name>_bench_export`` with the fixture and 100,000 footprints; return its URL and a planner key."""
     server = make_url(db.database_url(DatabaseSettings()))
     name = f"{server.database}_bench_export"
     admin = psycopg2.connect(
@@ -68,8 +69,9 @@ def bench_database() -> str:
         conn.execute(text(MULTIPLY), {"extra": FOOTPRINTS - 823})
         conn.execute(text("ANALYZE illegal_buildings"))
         assert conn.execute(text("SELECT count(*) FROM illegal_buildings")).scalar_one() == FOOTPRINTS
+        _, secret = create_key(conn, name="bench planner", role="planner")  # exports are for planners
     engine.dispose()
-    return url
+    return url, secret
 
 
 def rss_mb(pid: int) -> float:
@@ -90,7 +92,7 @@ class Run:
     rss_peak_mb: float
 
 
-def download(server: Server, path: str) -> Run:
+def download(server: Server, path: str, key: str = "") -> Run:
     """Stream ``path`` to nowhere while sampling the server's resident memory every 20 ms."""
     before = rss_mb(server.pid)
     peak = [before]
@@ -107,7 +109,9 @@ def download(server: Server, path: str) -> Run:
     started = time.perf_counter()
     try:
         # identity: both servers send the same bytes (tipg would otherwise gzip, we never compress)
-        with httpx.stream("GET", server.base + path, timeout=600, headers={"Accept-Encoding": "identity"}) as response:
+        with httpx.stream(
+            "GET", server.base + path, timeout=600, headers={"Accept-Encoding": "identity", "X-API-Key": key}
+        ) as response:
             response.raise_for_status()
             for chunk in response.iter_raw():
                 size += len(chunk)
@@ -118,8 +122,8 @@ def download(server: Server, path: str) -> Run:
     return Run(seconds, size / 1e6, before, peak[0])
 
 
-def check_count(server: Server, path: str) -> int:
-    document = json.loads(httpx.get(server.base + path, timeout=600).content)
+def check_count(server: Server, path: str, key: str = "") -> int:
+    document = json.loads(httpx.get(server.base + path, timeout=600, headers={"X-API-Key": key}).content)
     return len(document["features"])
 
 
@@ -138,7 +142,7 @@ def report(name: str, run: Run) -> None:
 
 def main() -> None:
     print("== export: 100,000 illegal-building footprints as GeoJSON ==")
-    url = bench_database()
+    url, key = bench_database()
     libpq = url.replace("postgresql+psycopg2://", "postgresql://")
     ours_cmd = [python(), "-m", "uvicorn", "api.main:create_app", "--factory", "--port", "{port}", "--log-level",
                 "warning"]  # fmt: skip
@@ -151,8 +155,8 @@ def main() -> None:
     tipg_path = f"/collections/public.illegal_buildings/items?limit={FOOTPRINTS}"
 
     with server(ours_cmd, {"DATABASE_URL": url}, "/health") as ours:
-        assert check_count(ours, ours_path) == FOOTPRINTS
-        ours_runs = [download(ours, ours_path) for _ in range(RUNS)]
+        assert check_count(ours, ours_path, key) == FOOTPRINTS
+        ours_runs = [download(ours, ours_path, key) for _ in range(RUNS)]
     with server(tipg_cmd, tipg_env, "/collections") as tipg:
         assert check_count(tipg, tipg_path) == FOOTPRINTS
         tipg_runs = [download(tipg, tipg_path) for _ in range(RUNS)]

@@ -19,9 +19,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from spatial.errors import Forbidden, InvalidInput, NotFound, Unauthorized
-from spatial.workflow import ROLES
 
 KEY_PREFIX = "cg_"
+ROLES = ("public", "grid_member", "squad", "dispatcher", "planner", "admin")
+SCOPED_ROLES = ("grid_member", "squad")  # their keys must name the subdistrict they work in
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,11 @@ class ApiKey:
             )
 
 
+MISSING_KEY = (
+    "an API key is needed: send it as 'X-API-Key: cg_…' or 'Authorization: Bearer cg_…' "
+    "('citygrid keys create' makes one)"
+)
+
 # The command line acts as an administrator on the machine that holds the database; its steps name it.
 CLI_KEY = ApiKey(id=None, name="citygrid command line", role="admin")
 
@@ -77,6 +83,8 @@ def create_key(
     """Create a key and return it with its secret (the only time the secret is seen)."""
     if role not in ROLES:
         raise InvalidInput(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
+    if role in SCOPED_ROLES and subdistrict_code is None:
+        raise InvalidInput(f"a {role} key acts within one subdistrict: give a subdistrict, e.g. 532601001 (开化街道)")
     if not name.strip():
         raise InvalidInput("a key needs a name saying who holds it, e.g. 'hotline desk 3'")
     if subdistrict_code is not None:
@@ -130,10 +138,7 @@ def list_keys(conn: Connection) -> list[dict[str, Any]]:
 def authenticate(conn: Connection, secret: str | None) -> ApiKey:
     """Return the caller a key belongs to; raise Unauthorized for no key, an unknown or a revoked one."""
     if not secret:
-        raise Unauthorized(
-            "an API key is needed: send it as 'X-API-Key: cg_…' or 'Authorization: Bearer cg_…' "
-            "('citygrid keys create' makes one)"
-        )
+        raise Unauthorized(MISSING_KEY)
     row = conn.execute(
         text("SELECT id, name, role, subdistrict_code, person_id, revoked_at FROM api_keys WHERE key_hash = :hash"),
         {"hash": hash_key(secret.strip())},

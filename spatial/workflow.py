@@ -24,6 +24,7 @@ import chinese_calendar
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from spatial import access
 from spatial.catalogue import TimeUnit
 from spatial.errors import Conflict, Forbidden, InvalidInput, NotFound
 from spatial.owner import locate, lookup
@@ -145,7 +146,6 @@ STATUS_LABELS = {
     "closed": "结案",
     "rejected": "不予立案",
 }
-ROLES = ("public", "grid_member", "squad", "dispatcher", "planner", "admin")
 
 
 @dataclass(frozen=True)
@@ -232,7 +232,7 @@ CASE_COLUMNS = """
     i.subdistrict_code, sd.name AS subdistrict_name, i.squad_code, sq.name AS squad_name, i.grid_member_id,
     gm.name AS grid_member_name, gm.phone AS grid_member_phone, i.street_code, st.name AS street_name,
     i.street_chief_id, sc.name AS street_chief_name, sc.phone AS street_chief_phone, i.river_code, i.river_chief_id,
-    i.outside, dup.code AS duplicate_of, i.token, i.api_key_id
+    i.outside, dup.code AS duplicate_of, i.token, i.api_key_id, i.reporter
 """
 CASE_JOINS = """
     LEFT JOIN catalogue_items ci ON ci.code = i.item_code
@@ -311,6 +311,7 @@ def case_dict(row: Any, *, now: datetime | None = None) -> dict[str, Any]:
         "river": {"code": row.river_code, "chief_id": row.river_chief_id} if row.river_code else None,
         "outside": row.outside,
         "duplicate_of": row.duplicate_of,
+        "reporter": dict(row.reporter or {}),
         "next_actions": describe_actions(
             actions_from(row.status, deferred=row.deferred, evaluated=row.satisfaction is not None)
         ),
@@ -358,6 +359,7 @@ class CaseFilter:
     reported_from: datetime | None = None
     reported_to: datetime | None = None
     codes: tuple[str, ...] = ()
+    api_key_id: int | None = None  # only the cases reported with this key
 
     def where(self) -> tuple[str, dict[str, Any]]:
         """Return the SQL condition on ``incidents i`` (our own text) and its bound values."""
@@ -385,6 +387,9 @@ class CaseFilter:
         if self.codes:
             parts.append("i.code = ANY(:codes)")
             params["codes"] = list(self.codes)
+        if self.api_key_id is not None:
+            parts.append("i.api_key_id = :api_key_id")
+            params["api_key_id"] = self.api_key_id
         return " AND ".join(parts), params
 
 
@@ -439,13 +444,30 @@ SATISFACTION = ("satisfied", "basically_satisfied", "dissatisfied")
 NOTE_REQUIRED = ("reject", "rework", "defer")
 
 
+def check_reach(key: ApiKey, row: Any) -> None:
+    """Raise Forbidden when ``key`` may not read or act on the case in ``row`` (its subdistrict, its reporter)."""
+    key.require_scope(row.subdistrict_code, what=f"case {row.code}")
+    if key.role == "public" and (key.id is None or row.api_key_id != key.id):
+        raise Forbidden(
+            f"a public key reaches only the cases it reported; case {row.code} was reported by another",
+            detail={"role": key.role},
+        )
+
+
+def read_case(conn: Connection, code: str, key: ApiKey) -> dict[str, Any]:
+    """Return the case ``code`` with its events, as ``key`` may see it; NotFound or Forbidden otherwise."""
+    row = conn.execute(_CASE_BY_CODE, {"code": code}).first()
+    if row is None:
+        raise NotFound(f"no case {code}: case codes look like RX2017-000001 (GET /v1/incidents lists them)")
+    check_reach(key, row)
+    return access.case_for_caller(key, get_case(conn, code))
+
+
 def _lock(conn: Connection, code: str, key: ApiKey) -> Any:
     row = conn.execute(_LOCK_CASE, {"code": code}).first()
     if row is None:
         raise NotFound(f"no case {code}: case codes look like RX2017-000001 (GET /v1/incidents lists them)")
-    key.require_scope(row.subdistrict_code, what=f"case {code}")
-    if key.role == "public" and row.api_key_id != key.id:
-        raise Forbidden(f"a public key acts only on the cases it reported; case {code} was reported by another")
+    check_reach(key, row)
     return row
 
 
@@ -521,7 +543,7 @@ def transition(
             "key_id": key.id,
         },
     )
-    return get_case(conn, code)
+    return access.case_for_caller(key, get_case(conn, code))
 
 
 _MOVE = text(
@@ -606,7 +628,7 @@ def move_case(
     ).one()
     if result.grid_code is None:
         refuse_uncovered(conn, x, y, crs, row.reported_at, rules)
-    return get_case(conn, code)
+    return access.case_for_caller(key, get_case(conn, code))
 
 
 def refuse_uncovered(conn: Connection, x: float, y: float, crs: str | None, at: datetime, rules: OwnerSettings) -> None:

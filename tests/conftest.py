@@ -24,6 +24,7 @@ from sqlalchemy.pool import NullPool
 from spatial import migrate
 from spatial.loading import load_directory
 from spatial.settings import DatabaseSettings, Settings
+from tests.api.casekit import Keys, made_keys
 from tests.support import FIXTURES, ROOT, fresh_database, server_url
 
 _skipped: list[str] = []
@@ -85,6 +86,22 @@ def client(settings: Settings) -> Iterator[TestClient]:
     from api.main import create_app
 
     with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="session")
+def role_keys(engine: Engine) -> Iterator[Keys]:
+    """One API key per role for the whole session (squad and grid member scoped to 开化), removed after."""
+    with made_keys(engine) as keys:
+        yield keys
+
+
+@pytest.fixture(scope="session")
+def planner_client(settings: Settings, role_keys: Keys) -> Iterator[TestClient]:
+    """A client that sends the planner's key (exports, scores)."""
+    from api.main import create_app
+
+    with TestClient(create_app(settings), headers=role_keys.header("planner")) as test_client:
         yield test_client
 
 

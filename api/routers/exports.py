@@ -19,8 +19,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
+from api.access import allow
 from api.deps import EngineDep
-from spatial import exports
+from spatial import access, exports
 from spatial.layers.illegal_buildings import STATUSES as BUILDING_STATUSES
 from spatial.layers.incidents import SOURCES as INCIDENT_SOURCES
 from spatial.layers.incidents import STATUSES as INCIDENT_STATUSES
@@ -45,6 +46,8 @@ FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
     },
     422: {"description": "an unknown filter, value, area name or a reversed date range"},
 }
+EXPORTERS_ONLY = allow(*access.EXPORTERS, doing="download exports", responses=FILE_RESPONSES)
+TOTALS_ONLY = allow(*access.EXPORTERS, doing="read export totals")
 
 
 def _filters(**values: Sequence[str] | str | None) -> Filters:
@@ -180,9 +183,7 @@ StallFilters = Annotated[Filters, Depends(stall_filters)]
 MarketFilters = Annotated[Filters, Depends(market_filters)]
 
 
-@router.get(
-    "/illegal-buildings.{fmt}", summary="违法建筑 Illegal buildings as a file (拆违台账)", responses=FILE_RESPONSES
-)
+@router.get("/illegal-buildings.{fmt}", summary="违法建筑 Illegal buildings as a file (拆违台账)", **EXPORTERS_ONLY)
 def illegal_buildings_file(
     engine: EngineDep, request: Request, fmt: FormatName, filters: BuildingFilters, header: Header = "zh"
 ) -> Response:
@@ -190,13 +191,15 @@ def illegal_buildings_file(
     return export_response(engine, request, "illegal-buildings", fmt, filters, header)
 
 
-@router.get("/illegal-buildings/totals", name="export_totals_illegal_buildings", summary="违法建筑 totals")
+@router.get(
+    "/illegal-buildings/totals", name="export_totals_illegal_buildings", summary="违法建筑 totals", **TOTALS_ONLY
+)
 def illegal_buildings_totals(engine: EngineDep, request: Request, filters: BuildingFilters) -> dict[str, Any]:
     """Return count, footprint m² and demolished m² per subdistrict for the same filters."""
     return totals_response(engine, request, "illegal-buildings", filters)
 
 
-@router.get("/incidents.{fmt}", summary="案件 Incidents as a file", responses=FILE_RESPONSES)
+@router.get("/incidents.{fmt}", summary="案件 Incidents as a file", **EXPORTERS_ONLY)
 def incidents_file(
     engine: EngineDep, request: Request, fmt: FormatName, filters: IncidentFilters, header: Header = "zh"
 ) -> Response:
@@ -204,13 +207,13 @@ def incidents_file(
     return export_response(engine, request, "incidents", fmt, filters, header)
 
 
-@router.get("/incidents/totals", name="export_totals_incidents", summary="案件 totals")
+@router.get("/incidents/totals", name="export_totals_incidents", summary="案件 totals", **TOTALS_ONLY)
 def incidents_totals(engine: EngineDep, request: Request, filters: IncidentFilters) -> dict[str, Any]:
     """Return the number of incidents per subdistrict for the same filters."""
     return totals_response(engine, request, "incidents", filters)
 
 
-@router.get("/stalls.{fmt}", summary="摊点 Stalls as a file", responses=FILE_RESPONSES)
+@router.get("/stalls.{fmt}", summary="摊点 Stalls as a file", **EXPORTERS_ONLY)
 def stalls_file(
     engine: EngineDep, request: Request, fmt: FormatName, filters: StallFilters, header: Header = "zh"
 ) -> Response:
@@ -218,13 +221,13 @@ def stalls_file(
     return export_response(engine, request, "stalls", fmt, filters, header)
 
 
-@router.get("/stalls/totals", name="export_totals_stalls", summary="摊点 totals")
+@router.get("/stalls/totals", name="export_totals_stalls", summary="摊点 totals", **TOTALS_ONLY)
 def stalls_totals(engine: EngineDep, request: Request, filters: StallFilters) -> dict[str, Any]:
     """Return the number of stalls per subdistrict for the same filters."""
     return totals_response(engine, request, "stalls", filters)
 
 
-@router.get("/markets.{fmt}", summary="市场 Markets as a file", responses=FILE_RESPONSES)
+@router.get("/markets.{fmt}", summary="市场 Markets as a file", **EXPORTERS_ONLY)
 def markets_file(
     engine: EngineDep, request: Request, fmt: FormatName, filters: MarketFilters, header: Header = "zh"
 ) -> Response:
@@ -232,7 +235,7 @@ def markets_file(
     return export_response(engine, request, "markets", fmt, filters, header)
 
 
-@router.get("/markets/totals", name="export_totals_markets", summary="市场 totals")
+@router.get("/markets/totals", name="export_totals_markets", summary="市场 totals", **TOTALS_ONLY)
 def markets_totals(engine: EngineDep, request: Request, filters: MarketFilters) -> dict[str, Any]:
     """Return the number and area of markets per subdistrict for the same filters."""
     return totals_response(engine, request, "markets", filters)

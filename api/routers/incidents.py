@@ -11,17 +11,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
+from api.access import KeyDep, allow
 from api.deps import ConnectionDep, EngineDep, SettingsDep
 from api.errors import UnsupportedMediaType
-from spatial import intake, keys, workflow
+from spatial import access, intake, workflow
 from spatial.errors import InvalidInput
-from spatial.keys import ApiKey
 from spatial.layers.incidents import SOURCES, STATUSES
 
 router = APIRouter(prefix="/v1/incidents", tags=["incidents"])
@@ -29,28 +28,11 @@ router = APIRouter(prefix="/v1/incidents", tags=["incidents"])
 CRS_HELP = "wgs84 (default), cgcs2000, gcj02 (AMap, Tencent, WeChat), bd09 (Baidu) or EPSG:<code> (e.g. EPSG:4544)"
 
 
-def api_key_from(request: Request) -> str | None:
-    """Return the key a request carries in ``X-API-Key`` or ``Authorization: Bearer``, if any."""
-    header = request.headers.get("x-api-key")
-    if header:
-        return header.strip()
-    authorization = request.headers.get("authorization", "")
-    scheme, _, value = authorization.partition(" ")
-    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+class ReporterIn(BaseModel):
+    """Who reported it, for calling back: shown only to the roles that handle the case."""
 
-
-async def authenticated(request: Request) -> ApiKey:
-    """Return the caller of a request, or raise Unauthorized (401).
-
-    One indexed read of ≈0.2 ms on the autocommit engine, run in the event loop: a thread hand-off would
-    cost more than the query (as for the owner lookup).
-    """
-    engine: Engine = request.app.state.read_engine
-    with engine.connect() as conn:
-        return keys.authenticate(conn, api_key_from(request))
-
-
-ApiKeyDep = Annotated[ApiKey, Depends(authenticated)]
+    name: str | None = Field(default=None, max_length=100)
+    phone: str | None = Field(default=None, max_length=40, description="a phone number to call back on")
 
 
 class IncidentIn(BaseModel):
@@ -65,6 +47,7 @@ class IncidentIn(BaseModel):
     photos: list[str] = Field(default_factory=list, description="photo URLs (http or https)")
     reported_at: datetime | None = Field(default=None, description="when it was reported (default: now)")
     address: str = ""
+    reporter: ReporterIn | None = Field(default=None, description="the caller or citizen, if they gave their name")
 
 
 class StepIn(BaseModel):
@@ -105,15 +88,19 @@ def _feature(case: dict[str, Any]) -> dict[str, Any]:
     "",
     status_code=201,
     summary="Report an incident: stored with its whole responsibility chain, due time and duplicate check",
-    responses={
-        200: {"description": "a retry with the same Idempotency-Key: the first result"},
-        401: {"description": "no API key, or an unknown or revoked one"},
-        422: {"description": "unknown item or source, bad point or crs, a point no grid covers"},
-    },
+    **allow(
+        "public",
+        doing="report an incident",
+        needs_key=True,
+        responses={
+            200: {"description": "a retry with the same Idempotency-Key: the first result"},
+            422: {"description": "unknown item or source, bad point or crs, a point no grid covers"},
+        },
+    ),  # fmt: skip
 )
 async def report_incident(
     body: IncidentIn,
-    key: ApiKeyDep,
+    key: KeyDep,
     engine: EngineDep,
     settings: SettingsDep,
     idempotency_key: Annotated[
@@ -124,6 +111,7 @@ async def report_incident(
     report = intake.Report(
         x=body.lon, y=body.lat, crs=body.crs, item_code=body.item_code, source=body.source,
         description=body.description, photos=tuple(body.photos), reported_at=body.reported_at, address=body.address,
+        reporter=body.reporter.model_dump(exclude_none=True) if body.reporter else {},
     )  # fmt: skip
     # In the event loop, like the owner lookup: one prepared statement of ≈1 ms; a thread hand-off and FastAPI's
     # generic encoder cost more than they save (measured with benchmarks/intake.py).
@@ -133,7 +121,7 @@ async def report_incident(
     if not result.created:
         headers["Idempotent-Replayed"] = "true"
     return Response(
-        json.dumps(result.case, ensure_ascii=False, separators=(",", ":")),
+        json.dumps(access.case_for_caller(key, result.case), ensure_ascii=False, separators=(",", ":")),
         status_code=201 if result.created else 200,
         media_type="application/json",
         headers=headers,
@@ -150,11 +138,15 @@ async def report_incident(
         "`application/geo+json` or `application/geopackage+sqlite3`. Every row is checked; a file with bad rows "
         "is refused whole (422, each bad row listed) unless `skip_invalid=true`."
     ),
-    responses={422: {"description": "bad rows: nothing imported; `detail.errors` lists them"}},
+    **allow(
+        *intake.IMPORTING_ROLES,
+        doing="import case files",
+        responses={422: {"description": "bad rows: nothing imported; `detail.errors` lists them"}},
+    ),  # fmt: skip
 )
 async def import_incidents(
     request: Request,
-    key: ApiKeyDep,
+    key: KeyDep,
     engine: EngineDep,
     settings: SettingsDep,
     skip_invalid: Annotated[bool, Query(description="import the good rows and report the bad ones")] = False,
@@ -163,7 +155,6 @@ async def import_incidents(
     flag_duplicates: Annotated[bool, Query(description="flag open cases near an open one of the same item")] = True,
 ) -> dict[str, Any]:
     """Import the body's cases in one transaction and return the import report."""
-    key.require_role(*intake.IMPORTING_ROLES, doing="import case files")
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     suffix = {
         "text/csv": ".csv",
@@ -194,9 +185,19 @@ async def import_incidents(
     return report.as_dict()
 
 
-@router.get("", summary="List cases: by status, source, item, place, overdue; newest or oldest first")
+@router.get(
+    "",
+    summary="List cases: by status, source, item, place, overdue; newest or oldest first",
+    **allow(
+        "public",
+        doing="read cases",
+        needs_key=True,
+        responses={403: {"description": "a squad or grid-member key asked for another subdistrict"}},
+    ),  # fmt: skip
+)
 def list_incidents(
     conn: ConnectionDep,
+    key: KeyDep,
     settings: SettingsDep,
     status: Annotated[list[str] | None, Query(description=f"one or more of {', '.join(STATUSES)}")] = None,
     source: Annotated[list[str] | None, Query(description=f"one or more of {', '.join(SOURCES)}")] = None,
@@ -212,7 +213,10 @@ def list_incidents(
     limit: Annotated[int | None, Query(ge=1)] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> JSONResponse:
-    """Return one page of cases as a GeoJSON FeatureCollection (numberMatched counts them all)."""
+    """Return one page of cases as a GeoJSON FeatureCollection (numberMatched counts them all).
+
+    A squad or grid-member key lists its own subdistrict's cases; a public key, the cases it reported.
+    """
     for value, allowed, name in ((status, STATUSES, "status"), (source, SOURCES, "source")):
         bad = [v for v in value or [] if v not in allowed]
         if bad:
@@ -223,9 +227,9 @@ def list_incidents(
     page_size = min(limit or settings.api.default_page_size, settings.api.max_page_size)
     filters = workflow.CaseFilter(
         status=tuple(status or ()), source=tuple(source or ()), item_code=tuple(item_code or ()),
-        subdistrict_code=subdistrict_code, community_code=community_code, grid_code=grid_code,
+        subdistrict_code=access.scope_of(key, subdistrict_code), community_code=community_code, grid_code=grid_code,
         overdue_at=(at or datetime.now(UTC)) if overdue else None, reported_from=reported_from,
-        reported_to=reported_to,
+        reported_to=reported_to, api_key_id=key.id if key.role == "public" else None,
     )  # fmt: skip
     cases, matched = workflow.list_cases(conn, filters, limit=page_size, offset=offset, newest_first=newest_first)
     return JSONResponse(
@@ -233,13 +237,17 @@ def list_incidents(
             "type": "FeatureCollection",
             "numberMatched": matched,
             "numberReturned": len(cases),
-            "features": [_feature(c) for c in cases],
+            "features": [_feature(access.case_for_caller(key, c)) for c in cases],
         },
         media_type="application/geo+json",
     )
 
 
-@router.get("/workflow", summary="The closed loop: every action, the statuses it starts from and who may take it")
+@router.get(
+    "/workflow",
+    summary="The closed loop: every action, the statuses it starts from and who may take it",
+    **allow("public", doing="read the workflow"),
+)
 def describe_workflow() -> dict[str, Any]:
     """Return the actions of the closed loop with their roles, and the statuses with their Chinese names."""
     return {
@@ -258,18 +266,39 @@ def describe_workflow() -> dict[str, Any]:
     }
 
 
-@router.get("/{code}", summary="One case: its chain, due time, events and the actions it allows next")
-def read_incident(code: str, conn: ConnectionDep) -> dict[str, Any]:
+@router.get(
+    "/{code}",
+    summary="One case: its chain, due time, events and the actions it allows next",
+    **allow(
+        "public",
+        doing="read cases",
+        needs_key=True,
+        responses={
+            403: {
+                "description": "the case is in another subdistrict than the key's, or a public key did not report it"
+            },
+            404: {"description": "no such case"},
+        },
+    ),  # fmt: skip
+)
+def read_incident(code: str, conn: ConnectionDep, key: KeyDep) -> dict[str, Any]:
     """Return the case ``code`` with every event of its history."""
-    return workflow.get_case(conn, code)
+    return workflow.read_case(conn, code, key)
 
 
 @router.post(
     "/{code}/location",
     summary="Move a case's point: re-assigns grid, squad and grid member, and records why",
-    responses={409: {"description": "the case is closed or rejected"}},
+    **allow(
+        "dispatcher",
+        "grid_member",
+        "squad",
+        doing="move a case's point",
+        checked_inside=True,
+        responses={409: {"description": "the case is closed or rejected"}, 404: {"description": "no such case"}},
+    ),  # fmt: skip
 )
-def move_incident(code: str, body: MoveIn, key: ApiKeyDep, engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
+def move_incident(code: str, body: MoveIn, key: KeyDep, engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
     """Move an open case to a corrected point; its whole chain is re-assigned from the new point."""
     with engine.begin() as conn:
         return workflow.move_case(
@@ -284,7 +313,7 @@ def _step_route(action: workflow.Action) -> None:
     roles = ", ".join(action.allowed_roles())
     froms = ", ".join(action.from_statuses)
 
-    def step(code: str, body: StepIn, key: ApiKeyDep, engine: EngineDep) -> dict[str, Any]:
+    def step(code: str, body: StepIn, key: KeyDep, engine: EngineDep) -> dict[str, Any]:
         with engine.begin() as conn:
             return workflow.transition(
                 conn, code=code, action=action.name, key=key, at=body.at, note=body.note,
@@ -299,10 +328,16 @@ def _step_route(action: workflow.Action) -> None:
         methods=["POST"],
         name=f"incident_{action.name}",
         summary=f"{action.label_zh} {action.name}: {froms} → {action.to_status or 'same status'} (roles: {roles})",
-        responses={
-            403: {"description": f"only {roles} keys may {action.name}, within their subdistrict"},
-            409: {"description": "the case's status does not allow it; the allowed actions are named"},
-        },
+        **allow(
+            *action.roles,
+            doing=action.name,
+            checked_inside=True,
+            responses={
+                403: {"description": f"only {roles} keys may {action.name}, within their subdistrict"},
+                404: {"description": "no such case"},
+                409: {"description": "the case's status does not allow it; the allowed actions are named"},
+            },
+        ),  # fmt: skip
     )
 
 

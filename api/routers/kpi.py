@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from api.access import allow
 from api.deps import ConnectionDep
 from spatial import kpi
 from spatial.errors import InvalidInput
@@ -37,6 +38,7 @@ def _csv(body: str, filename: str) -> Response:
     "",
     summary="Scores per subdistrict, community or grid: 结案率, 按期结案率, 返工率, satisfaction, handling time",
     description="Cases reported in the period count. " + "; ".join(f"{k}: {v}" for k, v in kpi.DEFINITIONS.items()),
+    **allow("public", doing="read scores"),
 )
 def scores(
     request: Request,
@@ -56,7 +58,11 @@ def scores(
     return JSONResponse(result)
 
 
-@router.get("/pk", summary="The quarterly PK (季度PK): the three subdistricts ranked on the four themes")
+@router.get(
+    "/pk",
+    summary="The quarterly PK (季度PK): the three subdistricts ranked on the four themes",
+    **allow("public", doing="read the PK ranking"),
+)
 def pk_ranking(
     request: Request,
     conn: ConnectionDep,

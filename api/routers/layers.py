@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from api.access import allow
 from api.deps import ConnectionDep, SettingsDep
 from spatial.errors import InvalidInput, NotFound
 from spatial.layers import BY_NAME, PUBLIC, layer_named
@@ -32,7 +33,9 @@ class GeoJSONResponse(JSONResponse):
     media_type = "application/geo+json"
 
 
-@router.get("", response_model=list[LayerInfo], summary="List the public layers")
+@router.get(
+    "", response_model=list[LayerInfo], summary="List the public layers", **allow("public", doing="list layers")
+)
 def list_layers(request: Request) -> list[LayerInfo]:
     """Return every public layer with its Chinese and English label."""
     return [
@@ -51,6 +54,7 @@ def list_layers(request: Request) -> list[LayerInfo]:
     "/{name}",
     name="layer_features",
     summary="One page of a layer as a GeoJSON FeatureCollection",
+    **allow("public", doing="read public layers"),
     response_class=GeoJSONResponse,
 )
 def layer_features(

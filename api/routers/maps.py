@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from api.access import allow
 from api.deps import ConnectionDep, SettingsDep
 from spatial import hotspots, tiles
 from spatial.catalogue import category, item
@@ -66,7 +67,7 @@ def planners_map(
     "/v1/tiles/{layer}/{z}/{x}/{y}.pbf",
     summary="Vector tile (MVT) of a large layer",
     response_class=Response,
-    responses={200: {"content": {"application/vnd.mapbox-vector-tile": {}}}},
+    **allow("public", doing="read tiles", responses={200: {"content": {"application/vnd.mapbox-vector-tile": {}}}}),
 )
 def vector_tile(
     conn: ConnectionDep,
@@ -82,7 +83,7 @@ def vector_tile(
     return Response(data, media_type="application/vnd.mapbox-vector-tile", headers={"Cache-Control": "max-age=60"})
 
 
-@router.get("/v1/heat", summary="Incident density cells for the heat map")
+@router.get("/v1/heat", summary="Incident density cells for the heat map", **allow("public", doing="read the heat map"))
 def heat(
     conn: ConnectionDep,
     filters: FiltersDep,
@@ -98,7 +99,9 @@ def heat(
     return {"cells": cells, "total": sum(c[2] for c in cells)}
 
 
-@router.get("/v1/hotspots", summary="Getis-Ord Gi* hotspots of incidents (GeoJSON)")
+@router.get(
+    "/v1/hotspots", summary="Getis-Ord Gi* hotspots of incidents (GeoJSON)", **allow("public", doing="read hotspots")
+)
 async def hotspots_of_incidents(
     conn: ConnectionDep,
     filters: FiltersDep,
@@ -120,7 +123,11 @@ async def hotspots_of_incidents(
     return Response(await run_in_threadpool(compute), media_type="application/geo+json")
 
 
-@router.get("/v1/streets/chiefs", summary="Streets with a street chief (街长) now")
+@router.get(
+    "/v1/streets/chiefs",
+    summary="Streets with a street chief (街长) now",
+    **allow("public", doing="read street chiefs"),
+)
 def street_chiefs(conn: ConnectionDep) -> list[dict[str, Any]]:
     """Return street code and name with the chief's id and name, for colouring streets by chief."""
     return streets_layer.chiefs(conn, datetime.now(UTC))

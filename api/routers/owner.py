@@ -10,9 +10,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
+from api.access import allow, caller_of
 from api.deps import EngineDep, SettingsDep
 from api.errors import UnsupportedMediaType
-from spatial import owner, owner_batch
+from spatial import access, owner, owner_batch
 from spatial.errors import InvalidInput
 
 router = APIRouter(prefix="/v1/owner", tags=["owner"])
@@ -54,12 +55,20 @@ def _moment(text: str | None) -> datetime | None:
 @router.get(
     "",
     summary="Who owns this point (谁的责任): grid, community, subdistrict, squad, grid member, chiefs",
-    openapi_extra={"parameters": _PARAMETERS},
-    responses={
-        200: {"description": "the responsibility chain", "content": {"application/json": {}}},
-        404: {"description": "not covered: the nearest grid and its distance are in `detail`"},
-        422: {"description": "bad coordinates, unknown crs, or longitude and latitude swapped"},
-    },
+    **allow(
+        "public",
+        doing="ask who owns a point",
+        openapi_extra={"parameters": _PARAMETERS, "security": [{"ApiKey": []}, {}]},
+        responses={
+            200: {
+                "description": "the responsibility chain (phone numbers for staff keys only)",
+                "content": {"application/json": {}},
+            },
+            401: {"description": "a key was sent but it is unknown or revoked"},
+            404: {"description": "not covered: the nearest grid and its distance are in `detail`"},
+            422: {"description": "bad coordinates, unknown crs, or longitude and latitude swapped"},
+        },
+    ),  # fmt: skip
 )
 async def owner_of_point(request: Request) -> Response:
     """Return the chain of the point as of ``at``; a point on a shared edge is ``ambiguous`` (lowest code owns).
@@ -69,11 +78,13 @@ async def owner_of_point(request: Request) -> Response:
     It runs in the event loop, not the thread pool: a lookup is ≈0.5 ms of database time, and at 16 clients
     thread hand-offs cost more than they save (measured: 1,270 → 1,530 req/s, p99 700 → 28 ms).
     """
+    key = caller_of(request)
     lon, lat = _number(request, "lon"), _number(request, "lat")
     crs, at = request.query_params.get("crs"), _moment(request.query_params.get("at"))
     engine = request.app.state.read_engine
     with engine.connect() as conn:
         chain = owner.lookup(conn, lon, lat, crs=crs, at=at, rules=request.app.state.settings.owner).as_dict()
+    chain = access.for_caller(key, chain)
     return Response(
         json.dumps(chain, ensure_ascii=False, separators=(",", ":")).encode(), media_type="application/json"
     )
@@ -88,7 +99,11 @@ async def owner_of_point(request: Request) -> Response:
         "or with its own error (the batch does not fail for a bad row)."
     ),
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/csv": {}, "application/geo+json": {}}}},
+    **allow(
+        *access.STAFF_ROLES,
+        doing="look up owners in bulk (a staff tool: its rows carry phone numbers)",
+        responses={200: {"content": {"text/csv": {}, "application/geo+json": {}}}},
+    ),  # fmt: skip
 )
 async def owners_of_points(
     request: Request,

@@ -59,8 +59,8 @@ def scalar(engine: Engine, sql: str, **params: Any) -> Any:
         return conn.execute(text(sql), params).scalar_one()
 
 
-def download(client: TestClient, tmp_path: Path, url: str, **params: Any) -> tuple[Path, Any]:
-    response = client.get(url, params=params)
+def download(planner_client: TestClient, tmp_path: Path, url: str, **params: Any) -> tuple[Path, Any]:
+    response = planner_client.get(url, params=params)
     assert response.status_code == 200, response.text
     name = unquote(response.headers["content-disposition"].split("filename*=UTF-8''")[1])
     path = tmp_path / name
@@ -93,9 +93,9 @@ def number(value: Any) -> float | None:
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_every_format_reads_back_like_the_database(
-    client: TestClient, tmp_path: Path, database: dict[str, Any], fmt: str
+    planner_client: TestClient, tmp_path: Path, database: dict[str, Any], fmt: str
 ) -> None:
-    path, response = download(client, tmp_path, f"/v1/exports/illegal-buildings.{fmt}")
+    path, response = download(planner_client, tmp_path, f"/v1/exports/illegal-buildings.{fmt}")
     assert response.headers["x-citygrid-count"] == "823"
     features = read_back(path)
     assert len(features) == 823
@@ -122,8 +122,8 @@ def test_every_format_reads_back_like_the_database(
         assert math.isclose(feature["area_4544"], row.footprint_m2, abs_tol=0.1), feature["code"]
 
 
-def test_geojson_is_rfc_7946(client: TestClient) -> None:
-    response = client.get("/v1/exports/illegal-buildings.geojson")
+def test_geojson_is_rfc_7946(planner_client: TestClient) -> None:
+    response = planner_client.get("/v1/exports/illegal-buildings.geojson")
     assert response.headers["content-type"] == "application/geo+json"
     document = response.json()
     assert "crs" not in document
@@ -140,8 +140,8 @@ def test_geojson_is_rfc_7946(client: TestClient) -> None:
             assert 104.1 < lon < 104.4 and 23.3 < lat < 23.5
 
 
-def test_shapefile_zip_has_utf8_codepage_and_short_field_names(client: TestClient, tmp_path: Path) -> None:
-    path, response = download(client, tmp_path, "/v1/exports/illegal-buildings.shp.zip")
+def test_shapefile_zip_has_utf8_codepage_and_short_field_names(planner_client: TestClient, tmp_path: Path) -> None:
+    path, response = download(planner_client, tmp_path, "/v1/exports/illegal-buildings.shp.zip")
     assert response.headers["content-type"] == "application/zip"
     with zipfile.ZipFile(path) as bundle:
         names = sorted(bundle.namelist())
@@ -150,8 +150,8 @@ def test_shapefile_zip_has_utf8_codepage_and_short_field_names(client: TestClien
     assert all(len(name) <= 10 for name in pyogrio.read_info(path)["fields"])
 
 
-def test_filters_name_the_file_and_totals_come_in_the_headers(client: TestClient, engine: Engine) -> None:
-    response = client.get("/v1/exports/illegal-buildings.geojson?subdistrict=开化&status=demolished")
+def test_filters_name_the_file_and_totals_come_in_the_headers(planner_client: TestClient, engine: Engine) -> None:
+    response = planner_client.get("/v1/exports/illegal-buildings.geojson?subdistrict=开化&status=demolished")
     today = datetime.now(exports.CST).date().isoformat()
     disposition = response.headers["content-disposition"]
     assert f'filename="illegal-buildings_532601001_demolished_{today}.geojson"' in disposition
@@ -166,7 +166,7 @@ def test_filters_name_the_file_and_totals_come_in_the_headers(client: TestClient
     assert totals["532601001"]["count"] == totals["total"]["count"] == expected
 
 
-def test_totals_per_subdistrict_match_the_database(client: TestClient, engine: Engine) -> None:
+def test_totals_per_subdistrict_match_the_database(planner_client: TestClient, engine: Engine) -> None:
     with engine.connect() as conn:
         expected = {
             row.code: {"count": row.count, "footprint_m2": float(row.footprint), "demolished_m2": float(row.demolished)}
@@ -178,7 +178,7 @@ def test_totals_per_subdistrict_match_the_database(client: TestClient, engine: E
                 )
             )
         }
-    header = json.loads(client.get("/v1/exports/illegal-buildings.csv").headers["x-citygrid-totals"])
+    header = json.loads(planner_client.get("/v1/exports/illegal-buildings.csv").headers["x-citygrid-totals"])
     total = header.pop("total")
     assert header.keys() == expected.keys()
     for code, values in expected.items():
@@ -186,7 +186,7 @@ def test_totals_per_subdistrict_match_the_database(client: TestClient, engine: E
         assert math.isclose(header[code]["footprint_m2"], values["footprint_m2"], abs_tol=0.011)
         assert math.isclose(header[code]["demolished_m2"], values["demolished_m2"], abs_tol=0.011)
     assert total["count"] == 823
-    demolished = client.get("/v1/exports/illegal-buildings/totals?status=demolished").json()
+    demolished = planner_client.get("/v1/exports/illegal-buildings/totals?status=demolished").json()
     assert demolished["total"]["count"] == 448
     measured = scalar(engine, "SELECT sum(demolished_m2) FROM illegal_buildings WHERE status = 'demolished'")
     assert math.isclose(demolished["total"]["demolished_m2"], measured, abs_tol=0.1)
@@ -196,11 +196,11 @@ def test_totals_per_subdistrict_match_the_database(client: TestClient, engine: E
     assert demolished["filters"] == {"status": ["demolished"]}
 
 
-def test_date_ranges_filter_inclusively(client: TestClient, engine: Engine) -> None:
+def test_date_ranges_filter_inclusively(planner_client: TestClient, engine: Engine) -> None:
     expected = scalar(
         engine, "SELECT count(*) FROM illegal_buildings WHERE demolished_at BETWEEN '2017-01-01' AND '2017-03-31'"
     )
-    body = client.get(
+    body = planner_client.get(
         "/v1/exports/illegal-buildings.geojson?demolished_from=2017-01-01&demolished_to=2017-03-31"
     ).json()  # fmt: skip
     assert len(body["features"]) == expected
@@ -208,10 +208,10 @@ def test_date_ranges_filter_inclusively(client: TestClient, engine: Engine) -> N
     assert 0 < expected < 448
 
 
-def test_empty_exports_are_valid_files(client: TestClient, tmp_path: Path) -> None:
-    body = client.get("/v1/exports/illegal-buildings.geojson?discovered_to=2000-01-01").json()
+def test_empty_exports_are_valid_files(planner_client: TestClient, tmp_path: Path) -> None:
+    body = planner_client.get("/v1/exports/illegal-buildings.geojson?discovered_to=2000-01-01").json()
     assert body == {"type": "FeatureCollection", "name": "illegal_buildings", "features": []}
-    path, _ = download(client, tmp_path, "/v1/exports/illegal-buildings.gpkg", discovered_to="2000-01-01")
+    path, _ = download(planner_client, tmp_path, "/v1/exports/illegal-buildings.gpkg", discovered_to="2000-01-01")
     assert pyogrio.read_info(path)["features"] == 0
 
 
@@ -225,14 +225,14 @@ def test_empty_exports_are_valid_files(client: TestClient, tmp_path: Path) -> No
         ("stat=demolished", "stat"),
     ],
 )
-def test_bad_filters_say_what_to_fix(client: TestClient, query: str, message: str) -> None:
-    response = client.get(f"/v1/exports/illegal-buildings.geojson?{query}")
+def test_bad_filters_say_what_to_fix(planner_client: TestClient, query: str, message: str) -> None:
+    response = planner_client.get(f"/v1/exports/illegal-buildings.geojson?{query}")
     assert response.status_code == 422
     assert message in response.json()["message"]
 
 
-def test_other_datasets_export_with_their_chain(client: TestClient, tmp_path: Path, engine: Engine) -> None:
-    path, response = download(client, tmp_path, "/v1/exports/incidents.gpkg", subdistrict="532601002")
+def test_other_datasets_export_with_their_chain(planner_client: TestClient, tmp_path: Path, engine: Engine) -> None:
+    path, response = download(planner_client, tmp_path, "/v1/exports/incidents.gpkg", subdistrict="532601002")
     frame = pyogrio.read_dataframe(path)
     expected = scalar(engine, "SELECT count(*) FROM incidents WHERE subdistrict_code = '532601002'")
     assert len(frame) == expected == json.loads(response.headers["x-citygrid-totals"])["total"]["count"]
@@ -242,15 +242,15 @@ def test_other_datasets_export_with_their_chain(client: TestClient, tmp_path: Pa
         query = text("SELECT reported_at FROM incidents WHERE code = :code")
         first = conn.execute(query, {"code": frame["code"][0]}).scalar()
     assert frame["reported_at"][0].to_pydatetime() == first
-    stalls = client.get("/v1/exports/stalls.geojson?licensed=false").json()
+    stalls = planner_client.get("/v1/exports/stalls.geojson?licensed=false").json()
     assert len(stalls["features"]) == scalar(engine, "SELECT count(*) FROM stalls WHERE NOT licensed")
-    path, _ = download(client, tmp_path, "/v1/exports/markets.kml")
+    path, _ = download(planner_client, tmp_path, "/v1/exports/markets.kml")
     markets = {row["code"]: row for row in pyogrio.read_dataframe(path).to_dict("records")}
     with engine.connect() as conn:
         areas = dict(conn.execute(text("SELECT code, ST_Area(ST_Transform(geom, 4544)) FROM markets")).all())
     assert markets.keys() == areas.keys() and len(areas) == 21
     assert all(math.isclose(markets[code]["area_m2"], area, abs_tol=0.01) for code, area in areas.items())
-    refused = client.get("/v1/exports/stalls.geojson?campaign=x")
+    refused = planner_client.get("/v1/exports/stalls.geojson?campaign=x")
     assert refused.status_code == 422
     assert "stalls" in refused.json()["message"]
 

@@ -46,7 +46,7 @@ def test_a_report_is_stored_with_the_chain_the_owner_lookup_gives(client: TestCl
         assert case["grid_member"]["id"] == owner["grid_member"]["id"]
         assert case["street_chief"]["id"] == owner["street_chief"]["person"]["id"]
         assert case["outside"] is owner["outside"] is False
-        events = client.get(f"/v1/incidents/{case['code']}").json()["events"]
+        events = client.get(f"/v1/incidents/{case['code']}", headers=keys.header("dispatcher")).json()["events"]
         assert [(e["action"], e["from_status"], e["to_status"], e["at"]) for e in events] == [
             ("report", None, "collected", datetime.fromisoformat(at).isoformat())
         ]
@@ -177,21 +177,25 @@ def test_reports_that_cannot_be_stored_say_why(client: TestClient, keys: Keys, e
     assert revoked.status_code == 401 and "revoked" in revoked.json()["message"]
 
 
-def test_overdue_cases_are_listed(client: TestClient) -> None:
+def test_overdue_cases_are_listed(client: TestClient, keys: Keys) -> None:
     params = {"overdue": "true", "at": "2017-07-01T00:00:00+08:00", "source": "hotline", "limit": 5}
-    page = client.get("/v1/incidents", params=params).json()
+    page = client.get("/v1/incidents", params=params, headers=keys.header("dispatcher")).json()
     assert page["numberMatched"] == 769
     assert page["numberReturned"] == 5
     for feature in page["features"]:
         assert feature["properties"]["status"] not in ("closed", "rejected")
         assert feature["properties"]["due_at"] < "2017-07-01"
-    kaihua = client.get("/v1/incidents", params={**params, "subdistrict_code": "532601001"}).json()
+    kaihua = client.get(
+        "/v1/incidents", params={**params, "subdistrict_code": "532601001"}, headers=keys.header("dispatcher")
+    ).json()
     assert kaihua["numberMatched"] == 375
-    handling = client.get("/v1/incidents", params={**params, "status": "handling"}).json()
+    handling = client.get(
+        "/v1/incidents", params={**params, "status": "handling"}, headers=keys.header("dispatcher")
+    ).json()
     assert handling["numberMatched"] == 140
 
 
-def test_a_case_reads_with_its_chain_and_next_actions(client: TestClient, engine: Engine) -> None:
+def test_a_case_reads_with_its_chain_and_next_actions(client: TestClient, engine: Engine, keys: Keys) -> None:
     with engine.connect() as conn:
         row = conn.execute(
             text(
@@ -200,7 +204,7 @@ def test_a_case_reads_with_its_chain_and_next_actions(client: TestClient, engine
             ),
             {"c": "RX2017-000001"},
         ).one()
-    case = client.get("/v1/incidents/RX2017-000001").json()
+    case = client.get("/v1/incidents/RX2017-000001", headers=keys.header("dispatcher")).json()
     assert case["source"] == "hotline"
     assert (case["item"]["code"], case["status"], case["grid"]["code"]) == (row.item_code, row.status, row.grid_code)
     assert case["grid_member"]["id"] == row.grid_member_id
@@ -210,5 +214,5 @@ def test_a_case_reads_with_its_chain_and_next_actions(client: TestClient, engine
     assert [a["action"] for a in case["next_actions"]] == [
         a.name for a in actions_from(row.status, evaluated=row.satisfaction is not None)
     ]
-    missing = client.get("/v1/incidents/RX1999-000001")
+    missing = client.get("/v1/incidents/RX1999-000001", headers=keys.header("dispatcher"))
     assert missing.status_code == 404 and "RX2017-000001" in missing.json()["message"]

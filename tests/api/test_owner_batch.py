@@ -30,8 +30,8 @@ def parse(text: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
-def test_csv_batch_keeps_order_and_reports_bad_rows(client: TestClient) -> None:
-    response = client.post("/v1/owner/batch", content=ROWS.encode(), headers={"content-type": "text/csv"})
+def test_csv_batch_keeps_order_and_reports_bad_rows(planner_client: TestClient) -> None:
+    response = planner_client.post("/v1/owner/batch", content=ROWS.encode(), headers={"content-type": "text/csv"})
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/csv")
     rows = parse(response.text)
@@ -45,7 +45,7 @@ def test_csv_batch_keeps_order_and_reports_bad_rows(client: TestClient) -> None:
     assert rows[0]["name"] == "中心"  # every input column comes back
 
 
-def test_geojson_batch_in_gcj02(client: TestClient) -> None:
+def test_geojson_batch_in_gcj02(planner_client: TestClient) -> None:
     lon, lat = crs.wgs84_to_gcj02(104.217011, 23.363428)
     collection = {
         "type": "FeatureCollection",
@@ -54,7 +54,7 @@ def test_geojson_batch_in_gcj02(client: TestClient) -> None:
             {"type": "Feature", "properties": {"n": 2}, "geometry": None},
         ],
     }
-    response = client.post(
+    response = planner_client.post(
         "/v1/owner/batch?crs=gcj02", content=json.dumps(collection), headers={"content-type": "application/geo+json"}
     )
     assert response.status_code == 200
@@ -64,20 +64,22 @@ def test_geojson_batch_in_gcj02(client: TestClient) -> None:
     assert features[1]["properties"] == {"n": 2, "owner_error": "coordinates missing or not numbers"}
 
 
-def test_batch_refuses_other_formats_and_missing_columns(client: TestClient) -> None:
-    assert client.post("/v1/owner/batch", content=b"x", headers={"content-type": "text/plain"}).status_code == 415
-    response = client.post("/v1/owner/batch", content=b"a,b\n1,2\n", headers={"content-type": "text/csv"})
+def test_batch_refuses_other_formats_and_missing_columns(planner_client: TestClient) -> None:
+    assert (
+        planner_client.post("/v1/owner/batch", content=b"x", headers={"content-type": "text/plain"}).status_code == 415
+    )
+    response = planner_client.post("/v1/owner/batch", content=b"a,b\n1,2\n", headers={"content-type": "text/csv"})
     assert response.status_code == 422
     assert "no longitude column" in response.json()["message"]
     gbk = "id,lon,lat\n1,104.244,23.371,中文\n".encode("gbk")
-    not_utf8 = client.post("/v1/owner/batch", content=gbk, headers={"content-type": "text/csv"})
+    not_utf8 = planner_client.post("/v1/owner/batch", content=gbk, headers={"content-type": "text/csv"})
     assert not_utf8.status_code == 422
     assert "UTF-8" in not_utf8.json()["message"]
 
 
-def test_api_grid_equals_point_in_polygon_on_the_exported_grids(client: TestClient) -> None:
+def test_api_grid_equals_point_in_polygon_on_the_exported_grids(planner_client: TestClient) -> None:
     """10,000 random points over the city's bounding box: our grid is shapely's containing grid."""
-    layer = client.get("/v1/layers/grids").json()
+    layer = planner_client.get("/v1/layers/grids").json()
     polygons = [shapely.geometry.shape(f["geometry"]) for f in layer["features"]]
     codes = [f["id"] for f in layer["features"]]
     west, south, east, north = shapely.union_all(polygons).bounds
@@ -85,7 +87,9 @@ def test_api_grid_equals_point_in_polygon_on_the_exported_grids(client: TestClie
     lon = rng.uniform(west, east, 10_000)
     lat = rng.uniform(south, north, 10_000)
     body = "lon,lat\n" + "".join(f"{x:.8f},{y:.8f}\n" for x, y in zip(lon, lat, strict=True))
-    rows = parse(client.post("/v1/owner/batch", content=body.encode(), headers={"content-type": "text/csv"}).text)
+    rows = parse(
+        planner_client.post("/v1/owner/batch", content=body.encode(), headers={"content-type": "text/csv"}).text
+    )
     assert len(rows) == 10_000
     tree = STRtree(polygons)
     inside = outside = 0
