@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api import access, errors, ogc
-from api.routers import exports, health, incidents, kpi, layers, maps, open311, owner
+from api.routers import audit, exports, health, incidents, kpi, layers, maps, open311, owner
 from spatial import db
 from spatial.errors import SetupError
 from spatial.settings import Settings
@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(open311.router)
     app.include_router(maps.router)
     app.include_router(exports.router)
+    app.include_router(audit.router)
     ogc.install(app, settings)
     mount_static(app)
     access.document_roles(app)

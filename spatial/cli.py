@@ -14,9 +14,11 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy.engine import Connection
 
-from spatial import db, migrate
+from spatial import audit, db, migrate
 from spatial.errors import CitygridError, InvalidInput
+from spatial.keys import CLI_KEY
 from spatial.settings import api_settings, database_settings
 
 app = typer.Typer(
@@ -38,6 +40,14 @@ ISO_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d
 def _fail(exc: CitygridError) -> typer.Exit:
     console.print(f"[red]error:[/red] {exc.message}")
     return typer.Exit(code=2)
+
+
+@contextmanager
+def _writing() -> Iterator[Connection]:
+    """Open a write transaction whose changes the audit log puts down to the command line and its user."""
+    with db.engine_for(database_settings()).begin() as conn:
+        audit.act_as(conn, CLI_KEY)
+        yield conn
 
 
 def _url() -> str:
@@ -307,7 +317,6 @@ def incidents_import(
 ) -> None:
     """Import a file of cases, each with its whole responsibility chain, in one transaction."""
     from spatial.intake import ImportRefused, import_file
-    from spatial.keys import CLI_KEY
     from spatial.settings import owner_settings
 
     errors_path = report or file.with_name(file.name + ".errors.csv")
@@ -359,8 +368,8 @@ def incidents_reassign(
     from spatial.workflow import reassign_generation
 
     try:
-        with db.engine_for(database_settings()).begin() as conn:
-            result = reassign_generation(conn, generation=generation, rules=owner_settings())
+        with _writing() as conn:
+            result = reassign_generation(conn, generation=generation, rules=owner_settings(), actor=CLI_KEY.actor)
     except CitygridError as exc:
         raise _fail(exc) from exc
     out.print(
@@ -380,7 +389,7 @@ def keys_create(
     from spatial.keys import create_key
 
     try:
-        with db.engine_for(database_settings()).begin() as conn:
+        with _writing() as conn:
             key, secret = create_key(conn, name=name, role=role, subdistrict_code=subdistrict, person_id=person)
     except CitygridError as exc:
         raise _fail(exc) from exc
@@ -394,7 +403,7 @@ def keys_revoke(key_id: Annotated[int, typer.Argument(help="the key's id (see 'c
     from spatial.keys import revoke_key
 
     try:
-        with db.engine_for(database_settings()).begin() as conn:
+        with _writing() as conn:
             revoke_key(conn, key_id)
     except CitygridError as exc:
         raise _fail(exc) from exc
@@ -421,6 +430,31 @@ def keys_list() -> None:
 # --- exports and boundary import (issue 6) ---
 Values = Annotated[list[str] | None, typer.Option(help="repeat for several values")]
 Day = Annotated[str | None, typer.Option(help="YYYY-MM-DD, inclusive")]
+
+
+@app.command("audit")
+def audit_command(
+    table: Annotated[str | None, typer.Option(help="only this table, e.g. incidents, grids, api_keys")] = None,
+    row: Annotated[str | None, typer.Option(help="only this row's key, e.g. a case code")] = None,
+    limit: Annotated[int, typer.Option(help="how many entries, newest first")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON lines with before and after")] = False,
+) -> None:
+    """Show the audit log: who wrote what and when (it is append-only; nothing here changes it)."""
+    if limit < 1:
+        raise _fail(InvalidInput(f"--limit {limit} is not a count: give 1 or more"))
+    with db.engine_for(database_settings()).connect() as conn:
+        found, matched = audit.entries(conn, table=table, row_key=row, limit=limit)
+    if as_json:
+        for entry in found:
+            out.print(json.dumps(entry, ensure_ascii=False, default=str), highlight=False, soft_wrap=True)
+        return
+    listing = Table("id", "at", "actor", "role", "action", "table", "row", "rows", title=f"{matched} entries")
+    for e in found:
+        listing.add_row(
+            str(e["id"]), e["at"][:19], e["actor"], e["role"] or "", e["action"], e["table_name"], e["row_key"] or "",
+            str(e["rows"]),
+        )  # fmt: skip
+    out.print(listing)
 
 
 @app.command("export")
@@ -526,6 +560,7 @@ def import_command(
         with db.engine_for(database_settings()).connect() as conn:
             transaction = conn.begin()
             try:
+                audit.act_as(conn, CLI_KEY)
                 report = import_boundaries(
                     conn, layer, file, crs=crs, fields=mapping, force=force, label=label, valid_from=moment,
                     min_area_m2=min_area, replace=replace,

@@ -33,6 +33,7 @@ from psycopg2 import sql
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from spatial import audit
 from spatial.catalogue import ITEMS
 from spatial.crs import parse_crs, to_wgs84_arrays
 from spatial.db import run_prepared
@@ -240,6 +241,7 @@ def create_incident(
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
         raise InvalidInput("the Idempotency-Key header must be 1 to 255 characters, e.g. a UUID")
     point = locate(report.x, report.y, report.crs)
+    audit.act_as(conn, key)
     reported_at = report.reported_at or datetime.now(UTC)
     fingerprint = report.fingerprint()
     params = {
@@ -517,6 +519,7 @@ def import_stream(
     found = _canonical(header)
     _require_columns(found, header, source)
     ensure_calendar(conn)
+    audit.bulk(conn, key)  # one audit entry for the file (below), not one per case
 
     raw = conn.connection.driver_connection
     assert raw is not None
@@ -577,6 +580,11 @@ def import_stream(
         cur.execute("RELEASE SAVEPOINT citygrid_import")
         if progress is not None:
             progress("insert", report.rows, report.rows)
+    audit.record(
+        conn, action="import", table="incidents", rows=report.inserted,
+        detail={"rows": report.rows, "inserted": report.inserted, "refused": report.invalid,
+                "duplicates": report.duplicates, "crs": crs, "source": source, "skip_invalid": skip_invalid},
+    )  # fmt: skip
     report.seconds["total"] = time.perf_counter() - started
     return report
 

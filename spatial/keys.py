@@ -9,6 +9,7 @@ rotation); the lookup below is the one place that turns a key into a caller.
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -63,8 +64,9 @@ MISSING_KEY = (
     "('citygrid keys create' makes one)"
 )
 
-# The command line acts as an administrator on the machine that holds the database; its steps name it.
-CLI_KEY = ApiKey(id=None, name="citygrid command line", role="admin")
+# The command line acts as an administrator on the machine that holds the database; its steps (and the audit
+# log) name it and the operating-system user running it.
+CLI_KEY = ApiKey(id=None, name=f"citygrid command line ({getpass.getuser()})", role="admin")
 
 
 def hash_key(secret: str) -> str:

@@ -23,7 +23,9 @@ from psycopg2 import sql
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.engine import Connection
 
+from spatial import audit
 from spatial.errors import InvalidInput
+from spatial.keys import CLI_KEY, ApiKey
 from spatial.layers import LAYERS, Layer
 from spatial.layers import grids as grids_layer
 from spatial.layers.incidents import CHAIN_COLUMNS
@@ -177,17 +179,30 @@ def _repair(geom: Any, accepted: tuple[str, ...]) -> Any | None:
 
 
 def load_directory(
-    engine: Engine, directory: Path, *, make_valid: bool = False, progress: Progress | None = None
+    engine: Engine,
+    directory: Path,
+    *,
+    make_valid: bool = False,
+    progress: Progress | None = None,
+    key: ApiKey = CLI_KEY,
 ) -> LoadReport:
-    """Load every layer file in ``directory`` in one transaction and return what was done."""
+    """Load every layer file in ``directory`` in one transaction and return what was done.
+
+    The audit log gets one entry per layer file (by ``key``), not one per row.
+    """
     files = layer_files(directory)
     batches = [read_layer(layer, path, make_valid=make_valid) for layer, path in files]
     report = LoadReport()
     with engine.begin() as conn:
+        audit.bulk(conn, key)
         for batch in batches:
             _load_batch(conn, batch, progress)
             report.read[batch.layer.name] = len(batch.rows)
             report.repaired.extend(batch.repaired)
+            audit.record(
+                conn, action="load", table=batch.layer.table.name, rows=len(batch.rows),
+                detail={"file": str(batch.path), "repaired": len(batch.repaired)},
+            )  # fmt: skip
         for batch in batches:
             conn.execute(text(f"ANALYZE {batch.layer.table.name}"))  # our own table names, not input
         if any(batch.layer.name == "grids" for batch in batches):

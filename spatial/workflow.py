@@ -24,7 +24,7 @@ import chinese_calendar
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from spatial import access
+from spatial import access, audit
 from spatial.catalogue import TimeUnit
 from spatial.errors import Conflict, Forbidden, InvalidInput, NotFound
 from spatial.owner import locate, lookup
@@ -500,6 +500,7 @@ def transition(
     if step is None:
         raise NotFound(f"no action {action!r}: the actions are {', '.join(ACTIONS_BY_NAME)}")
     row = _lock(conn, code, key)
+    audit.act_as(conn, key)
     allowed = actions_from(row.status, deferred=row.deferred, evaluated=row.satisfaction is not None)
     if step not in allowed:
         why = ""
@@ -604,6 +605,7 @@ def move_case(
     if not reason.strip():
         raise InvalidInput("moving a case needs a reason, e.g. 'reporter's phone gave GCJ-02 coordinates'")
     row = _lock(conn, code, key)
+    audit.act_as(conn, key)
     key.require_role("dispatcher", "grid_member", "squad", doing="move a case's point")
     if row.status in CLOSED_STATUSES:
         raise Conflict(f"case {code} is {row.status}: only open cases are moved; its record stays as it was")

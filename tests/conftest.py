@@ -20,10 +20,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.pool import NullPool
+from typer.testing import CliRunner
 
 from spatial import migrate
 from spatial.loading import load_directory
-from spatial.settings import DatabaseSettings, Settings
+from spatial.settings import DatabaseSettings, Settings, clear_settings_cache
 from tests.api.casekit import Keys, made_keys
 from tests.support import FIXTURES, ROOT, fresh_database, server_url
 
@@ -87,6 +88,17 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
     with TestClient(create_app(settings)) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
+    """A command-line runner whose commands use the test database."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("COLUMNS", "200")  # rich wraps at the terminal's width
+    clear_settings_cache()
+    yield CliRunner()
+    monkeypatch.delenv("DATABASE_URL")
+    clear_settings_cache()
 
 
 @pytest.fixture(scope="session")

@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
 from spatial.cli import app
-from spatial.settings import clear_settings_cache
 from tests.api.casekit import GRID_1, GRID_2
-
-
-@pytest.fixture
-def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    """A runner whose commands use the test database."""
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("COLUMNS", "200")  # rich wraps at the terminal's width
-    clear_settings_cache()
-    yield CliRunner()
-    monkeypatch.delenv("DATABASE_URL")
-    clear_settings_cache()
 
 
 def write(path: Path, rows: list[list[object]]) -> Path:

@@ -11,7 +11,7 @@ from tests.support import fresh_database
 TABLES = {
     "boundary_generations", "subdistricts", "communities", "grids", "grid_parts", "streets", "rivers", "squads",
     "people", "duties", "catalogue_categories", "catalogue_items", "illegal_buildings", "markets", "stalls",
-    "operations", "incidents", "incident_events", "alembic_version", "api_keys", "working_calendar",
+    "operations", "incidents", "incident_events", "alembic_version", "api_keys", "working_calendar", "audit_log",
 }  # fmt: skip
 
 
@@ -37,7 +37,8 @@ def test_upgrade_from_empty_downgrade_to_empty_and_up_again() -> None:
     assert functions == {
         "citygrid_owner", "citygrid_owner_points", "citygrid_duty_holder", "citygrid_generation_at",
         "citygrid_refresh_grid_parts", "citygrid_default_demolished_m2", "citygrid_due_times", "citygrid_due_at",
-        "citygrid_import_time", "citygrid_count_change",
+        "citygrid_import_time", "citygrid_count_change", "citygrid_audit_refuse", "citygrid_audit_actor",
+        "citygrid_audit_row",
     }  # fmt: skip
     assert extensions == {"postgis", "btree_gist"}
 
@@ -48,5 +49,5 @@ def test_upgrade_from_empty_downgrade_to_empty_and_up_again() -> None:
     engine = create_engine(url, poolclass=NullPool)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM catalogue_items")).scalar_one() == 147
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0007"
     engine.dispose()
