@@ -30,7 +30,14 @@ class UnsupportedMediaType(InvalidInput):
     code = "unsupported_media_type"
 
 
+class PayloadTooLarge(InvalidInput):
+    """A request body over its limit (api/limits.py)."""
+
+    code = "payload_too_large"
+
+
 STATUS: dict[type[CitygridError], int] = {
+    PayloadTooLarge: 413,
     UnsupportedMediaType: 415,
     NotFound: 404,
     Conflict: 409,

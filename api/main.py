@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api import access, errors, ogc
+from api.limits import BodyLimit
 from api.routers import audit, exports, health, incidents, kpi, layers, maps, open311, owner
 from spatial import db
 from spatial.errors import SetupError
@@ -25,6 +26,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = db.engine_for(settings.database)
     app.state.read_engine = db.engine_for(settings.database, autocommit=True)
     errors.install(app)
+    app.add_middleware(BodyLimit, settings=settings.api)
     app.include_router(health.router)
     app.include_router(layers.router)
     app.include_router(owner.router)

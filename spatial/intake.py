@@ -29,11 +29,13 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+import psycopg2.errors
 from psycopg2 import sql
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from spatial import audit
+from spatial import encoding as text_encoding
 from spatial.catalogue import ITEMS
 from spatial.crs import parse_crs, to_wgs84_arrays
 from spatial.db import run_prepared
@@ -60,6 +62,8 @@ DUPLICATE_RADIUS_M = 3.0
 DUPLICATE_WINDOW = timedelta(hours=24)
 MAX_PHOTOS = 20
 MAX_DESCRIPTION = 4000
+MAX_ADDRESS = 500
+MAX_URL = 2000
 REPORTING_ROLES = ("public", "grid_member", "squad", "dispatcher")
 IMPORTING_ROLES = ("dispatcher",)
 CLOCK_SKEW = timedelta(minutes=5)  # a report "from the future" by less than this is a clock difference
@@ -210,10 +214,12 @@ def check_report(report: Report, key: ApiKey) -> None:
         raise Forbidden(f"a public key reports with source open311, not {report.source}")
     if len(report.description) > MAX_DESCRIPTION:
         raise InvalidInput(f"the description has {len(report.description)} characters; keep it to {MAX_DESCRIPTION}")
+    if len(report.address) > MAX_ADDRESS:
+        raise InvalidInput(f"the address has {len(report.address)} characters; keep it to {MAX_ADDRESS}")
     if len(report.photos) > MAX_PHOTOS:
         raise InvalidInput(f"{len(report.photos)} photos is too many: send at most {MAX_PHOTOS} URLs")
     for url in report.photos:
-        if not re.fullmatch(r"https?://\S+", url):
+        if len(url) > MAX_URL or not re.fullmatch(r"https?://\S+", url):
             raise InvalidInput(f"photo {url!r} is not an http(s) URL: upload the photo and send its address")
     if report.reported_at is not None:
         if report.reported_at.tzinfo is None:
@@ -465,6 +471,7 @@ def import_file(
     skip_invalid: bool = False,
     flag_duplicates: bool = True,
     progress: Progress | None = None,
+    max_rows: int | None = None,
 ) -> ImportReport:
     """Import a CSV, GeoJSON or GeoPackage of cases in the caller's transaction; return what was done.
 
@@ -487,8 +494,18 @@ def import_file(
     with opened as stream:
         return import_stream(
             conn, stream, size, key=key, rules=rules, crs=crs, source=source, skip_invalid=skip_invalid,
-            flag_duplicates=flag_duplicates, progress=progress,
+            flag_duplicates=flag_duplicates, progress=progress, max_rows=max_rows,
         )  # fmt: skip
+
+
+def _sniff_encoding(stream: IO[bytes]) -> str:
+    """Return the CSV's encoding from its first 64 kB (UTF-8 or GB18030), leaving the stream where it was."""
+    if not stream.seekable():
+        return text_encoding.UTF8
+    start = stream.tell()
+    sample = stream.read(text_encoding.SAMPLE_BYTES)
+    stream.seek(start)
+    return text_encoding.detect(sample, complete=len(sample) < text_encoding.SAMPLE_BYTES)
 
 
 def import_stream(
@@ -503,6 +520,7 @@ def import_stream(
     skip_invalid: bool = False,
     flag_duplicates: bool = True,
     progress: Progress | None = None,
+    max_rows: int | None = None,
 ) -> ImportReport:
     """Import CSV bytes (UTF-8, a header row) of cases; see ``import_file`` for the rules."""
     key.require_role(*IMPORTING_ROLES, doing="import case files")
@@ -511,11 +529,12 @@ def import_stream(
     input_crs = parse_crs(crs)
     report = ImportReport()
     started = time.perf_counter()
+    encoding = _sniff_encoding(stream)
     first_line = stream.readline()
     try:
-        header = next(csv.reader([first_line.decode("utf-8-sig")]))
+        header = next(csv.reader([first_line.decode("utf-8-sig" if encoding == "utf-8" else encoding)]))
     except (UnicodeDecodeError, StopIteration) as exc:
-        raise InvalidInput("the file does not start with a UTF-8 header row naming its columns") from exc
+        raise InvalidInput("the file does not start with a header row naming its columns") from exc
     found = _canonical(header)
     _require_columns(found, header, source)
     ensure_calendar(conn)
@@ -536,13 +555,30 @@ def import_stream(
                 sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in columns)
             )
         )
-        cur.copy_expert(
-            sql.SQL("COPY import_raw ({}) FROM STDIN WITH (FORMAT csv)")
-            .format(sql.SQL(", ").join(sql.Identifier(c) for c in columns))
-            .as_string(cur),
-            _Counted(stream, size - len(first_line), progress),
-        )
+        try:
+            cur.copy_expert(
+                sql.SQL("COPY import_raw ({}) FROM STDIN WITH (FORMAT csv, ENCODING {})")
+                .format(
+                    sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+                    sql.Literal(text_encoding.POSTGRES_NAMES[encoding]),
+                )
+                .as_string(cur),
+                _Counted(stream, size - len(first_line), progress),
+            )
+        except (psycopg2.errors.CharacterNotInRepertoire, psycopg2.errors.UntranslatableCharacter) as exc:
+            where = (exc.diag.context or "").strip().replace("import_raw", "the file")
+            raise InvalidInput(
+                f"the file starts as {encoding} text but has bytes that are not ({where}): "
+                "save the whole file in one encoding, UTF-8 or GBK, and send it again"
+            ) from exc
         report.seconds["copy"] = time.perf_counter() - started
+        if max_rows is not None:
+            cur.execute("SELECT count(*) FROM import_raw")
+            copied = cur.fetchone()
+            if copied is not None and copied[0] > max_rows:
+                raise InvalidInput(
+                    f"the file has {copied[0]:,} rows, more than {max_rows:,} (CITYGRID_API_MAX_FEATURES): split it"
+                )
 
         coords_from_python = input_crs.name not in ("wgs84", "cgcs2000")
         if coords_from_python:

@@ -28,6 +28,7 @@ import pandas as pd
 from psycopg2.extensions import connection as PgConnection
 from sqlalchemy import Engine
 
+from spatial import encoding
 from spatial.crs import parse_crs, to_wgs84_arrays
 from spatial.errors import InvalidInput
 from spatial.settings import OwnerSettings
@@ -102,15 +103,12 @@ def _column(columns: list[str], names: tuple[str, ...], what: str) -> str:
     raise InvalidInput(f"the CSV has no {what} column: name one of {', '.join(names)} (found: {', '.join(columns)})")
 
 
-def read_csv(data: bytes, *, crs: str | None) -> Batch:
-    """Read a CSV with lon/lat columns (UTF-8, with or without BOM); check every row's coordinates."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InvalidInput("the CSV is not UTF-8: save it as 'CSV UTF-8' (Excel) and send it again") from None
+def read_csv(data: bytes, *, crs: str | None, max_points: int = MAX_POINTS) -> Batch:
+    """Read a CSV with lon/lat columns (UTF-8 with or without BOM, or GBK); check every row's coordinates."""
+    text = encoding.decode(data)
     frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-    if len(frame) > MAX_POINTS:
-        raise InvalidInput(f"{len(frame)} rows is more than {MAX_POINTS:,} points: split the file")
+    if len(frame) > max_points:
+        raise InvalidInput(f"{len(frame):,} rows is more than {max_points:,} points: split the file")
     columns = [str(c) for c in frame.columns]
     lon_col, lat_col = _column(columns, LON_NAMES, "longitude"), _column(columns, LAT_NAMES, "latitude")
     x = pd.to_numeric(frame[lon_col], errors="coerce").to_numpy(dtype=np.float64)
@@ -118,7 +116,7 @@ def read_csv(data: bytes, *, crs: str | None) -> Batch:
     return _checked(columns, frame, x, y, crs, "csv")
 
 
-def read_geojson(data: bytes, *, crs: str | None) -> Batch:
+def read_geojson(data: bytes, *, crs: str | None, max_points: int = MAX_POINTS) -> Batch:
     """Read a GeoJSON FeatureCollection of points; a feature without a point gets its own error."""
     try:
         collection = json.loads(data)
@@ -127,8 +125,10 @@ def read_geojson(data: bytes, *, crs: str | None) -> Batch:
     if not isinstance(collection, dict) or collection.get("type") != "FeatureCollection":
         raise InvalidInput("the GeoJSON is not a FeatureCollection: wrap the points in one")
     features = collection.get("features") or []
-    if len(features) > MAX_POINTS:
-        raise InvalidInput(f"{len(features)} features is more than {MAX_POINTS:,} points: split the file")
+    if not isinstance(features, list):
+        raise InvalidInput("the FeatureCollection's features is not a list: send features as a JSON array")
+    if len(features) > max_points:
+        raise InvalidInput(f"{len(features):,} features is more than {max_points:,} points: split the file")
     x = np.full(len(features), np.nan)
     y = np.full(len(features), np.nan)
     for i, feature in enumerate(features):

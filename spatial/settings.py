@@ -45,11 +45,17 @@ class ApiSettings(BaseSettings):
     port: int = 8000
     default_page_size: int = 1000
     max_page_size: int = 10_000
+    # Request bodies: files (owner batches, case imports) and everything else (a report, a step, a form).
+    max_upload_mb: int = 512
+    max_body_kb: int = 256
+    max_features: int = 1_000_000  # points in an owner batch, rows in a case import
 
     @model_validator(mode="after")
     def _check_paging(self) -> ApiSettings:
         if not 0 < self.default_page_size <= self.max_page_size:
             raise ValueError("CITYGRID_API_DEFAULT_PAGE_SIZE must be between 1 and CITYGRID_API_MAX_PAGE_SIZE")
+        if min(self.max_upload_mb, self.max_body_kb, self.max_features) < 1:
+            raise ValueError("CITYGRID_API_MAX_UPLOAD_MB, _MAX_BODY_KB and _MAX_FEATURES must be at least 1")
         return self
 
 

@@ -53,7 +53,7 @@ class IncidentIn(BaseModel):
 class StepIn(BaseModel):
     """One step of the closed loop: a note (reject, rework and defer need one), and when (default now)."""
 
-    note: str = ""
+    note: str = Field(default="", max_length=2000)
     at: datetime | None = Field(default=None, description="when the step happened (default: now)")
 
 
@@ -69,7 +69,7 @@ class MoveIn(BaseModel):
     lon: float
     lat: float
     crs: str | None = Field(default=None, description=CRS_HELP)
-    reason: str = Field(description="why the point moves, e.g. 'the caller's phone gave GCJ-02'")
+    reason: str = Field(description="why the point moves, e.g. 'the caller's phone gave GCJ-02'", max_length=2000)
     at: datetime | None = None
 
 
@@ -178,7 +178,7 @@ async def import_incidents(
             with engine.begin() as conn:
                 return intake.import_file(
                     conn, path, key=key, rules=settings.owner, crs=crs, source=source, skip_invalid=skip_invalid,
-                    flag_duplicates=flag_duplicates,
+                    flag_duplicates=flag_duplicates, max_rows=settings.api.max_features,
                 )  # fmt: skip
 
         report = await run_in_threadpool(run)

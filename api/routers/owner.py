@@ -118,10 +118,10 @@ async def owners_of_points(
     body = await request.body()
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in ("text/csv", "application/csv"):
-        batch = await run_in_threadpool(owner_batch.read_csv, body, crs=crs)
+        batch = await run_in_threadpool(owner_batch.read_csv, body, crs=crs, max_points=settings.api.max_features)
         media_type = "text/csv; charset=utf-8"
     elif content_type in ("application/geo+json", "application/json"):
-        batch = await run_in_threadpool(owner_batch.read_geojson, body, crs=crs)
+        batch = await run_in_threadpool(owner_batch.read_geojson, body, crs=crs, max_points=settings.api.max_features)
         media_type = "application/geo+json"
     else:
         raise UnsupportedMediaType(
