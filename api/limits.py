@@ -16,10 +16,11 @@ from spatial.settings import ApiSettings
 
 # Endpoints that take files; every other body is a small JSON document or form.
 UPLOAD_PATHS = ("/v1/owner/batch", "/v1/incidents/bulk")
+UPLOAD_PREFIXES = ("/v1/boundaries/",)
 
 
 def _limit(path: str, settings: ApiSettings) -> tuple[int, str]:
-    if path in UPLOAD_PATHS:
+    if path in UPLOAD_PATHS or path.startswith(UPLOAD_PREFIXES):
         return settings.max_upload_mb << 20, f"{settings.max_upload_mb} MB (CITYGRID_API_MAX_UPLOAD_MB)"
     return settings.max_body_kb << 10, f"{settings.max_body_kb} kB (CITYGRID_API_MAX_BODY_KB)"
 

@@ -7,7 +7,7 @@ from fastapi.staticfiles import StaticFiles
 
 from api import access, errors, ogc
 from api.limits import BodyLimit
-from api.routers import audit, exports, health, incidents, kpi, layers, maps, open311, owner
+from api.routers import admin, audit, exports, health, incidents, kpi, layers, maps, open311, owner
 from spatial import db
 from spatial.errors import SetupError
 from spatial.settings import Settings
@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(maps.router)
     app.include_router(exports.router)
     app.include_router(audit.router)
+    app.include_router(admin.router)
     ogc.install(app, settings)
     mount_static(app)
     access.document_roles(app)
