@@ -5,9 +5,7 @@ Each write is one transaction and lands in the audit log under the key that made
 
 from __future__ import annotations
 
-import tempfile
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -17,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.access import KeyDep, allow
 from api.deps import ConnectionDep, EngineDep
-from api.errors import UnsupportedMediaType
+from api.uploads import uploaded
 from spatial import access, audit, people
 from spatial.boundaries import IMPORTABLE, import_boundaries
 
@@ -97,7 +95,7 @@ def update_person(person_id: str, body: PersonIn, key: KeyDep, engine: EngineDep
         )
 
 
-_SUFFIXES = {
+BOUNDARY_FILES = {
     "application/geo+json": ".geojson",
     "application/json": ".geojson",
     "application/geopackage+sqlite3": ".gpkg",
@@ -134,18 +132,7 @@ async def import_boundary_file(
 ) -> dict[str, Any]:
     """Import the body as ``layer`` in one transaction (rolled back for a dry run) and return the report."""
     assert layer in IMPORTABLE
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    suffix = _SUFFIXES.get(content_type)
-    if suffix is None:
-        raise UnsupportedMediaType(
-            f"content-type {content_type or '(none)'} is not a boundary file: send application/geo+json, "
-            "application/geopackage+sqlite3 or application/zip (a zipped Shapefile)"
-        )
-    with tempfile.TemporaryDirectory(prefix="citygrid-boundaries-") as folder:
-        path = Path(folder) / f"{layer}{suffix}"
-        with path.open("wb") as sink:
-            async for chunk in request.stream():
-                sink.write(chunk)
+    async with uploaded(request, BOUNDARY_FILES, name=layer, what="a boundary file") as path:
 
         def run() -> dict[str, Any]:
             with engine.connect() as conn, conn.begin() as transaction:

@@ -6,9 +6,7 @@ Writes need an API key (``X-API-Key`` or ``Authorization: Bearer``); its role de
 from __future__ import annotations
 
 import json
-import tempfile
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -18,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.access import KeyDep, allow
 from api.deps import ConnectionDep, EngineDep, SettingsDep
-from api.errors import UnsupportedMediaType
+from api.uploads import uploaded
 from spatial import access, intake, workflow
 from spatial.errors import InvalidInput
 from spatial.layers.incidents import SOURCES, STATUSES
@@ -128,6 +126,15 @@ async def report_incident(
     )
 
 
+CASE_FILES = {
+    "text/csv": ".csv",
+    "application/csv": ".csv",
+    "application/geo+json": ".geojson",
+    "application/json": ".geojson",
+    "application/geopackage+sqlite3": ".gpkg",
+}
+
+
 @router.post(
     "/bulk",
     status_code=201,
@@ -155,24 +162,7 @@ async def import_incidents(
     flag_duplicates: Annotated[bool, Query(description="flag open cases near an open one of the same item")] = True,
 ) -> dict[str, Any]:
     """Import the body's cases in one transaction and return the import report."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    suffix = {
-        "text/csv": ".csv",
-        "application/csv": ".csv",
-        "application/geo+json": ".geojson",
-        "application/json": ".geojson",
-        "application/geopackage+sqlite3": ".gpkg",
-    }.get(content_type)
-    if suffix is None:
-        raise UnsupportedMediaType(
-            f"content-type {content_type or '(none)'} is not supported: send text/csv, application/geo+json "
-            "or application/geopackage+sqlite3"
-        )
-    with tempfile.TemporaryDirectory(prefix="citygrid-import-") as folder:
-        path = Path(folder) / f"upload{suffix}"
-        with path.open("wb") as sink:
-            async for chunk in request.stream():
-                sink.write(chunk)
+    async with uploaded(request, CASE_FILES, name="upload", what="a file of cases") as path:
 
         def run() -> intake.ImportReport:
             with engine.begin() as conn:
