@@ -20,6 +20,7 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from api.deps import EngineDep
+from api.errors import documented
 from spatial import exports
 from spatial.layers.illegal_buildings import STATUSES as BUILDING_STATUSES
 from spatial.layers.incidents import SOURCES as INCIDENT_SOURCES
@@ -43,7 +44,7 @@ FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "the file; totals per subdistrict in the X-Citygrid-Totals header (JSON, codes)",
         "content": {fmt.media_type.split(";")[0]: {} for fmt in exports.FORMATS.values()},
     },
-    422: {"description": "an unknown filter, value, area name or a reversed date range"},
+    **documented(422, s422="an unknown filter, value, area name or a reversed date range"),
 }
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ConnectionDep, EngineDep, SettingsDep
-from api.errors import UnsupportedMediaType
+from api.errors import UnsupportedMediaType, documented
 from spatial import intake, keys, workflow
 from spatial.errors import InvalidInput
 from spatial.keys import ApiKey
@@ -107,8 +107,7 @@ def _feature(case: dict[str, Any]) -> dict[str, Any]:
     summary="Report an incident: stored with its whole responsibility chain, due time and duplicate check",
     responses={
         200: {"description": "a retry with the same Idempotency-Key: the first result"},
-        401: {"description": "no API key, or an unknown or revoked one"},
-        422: {"description": "unknown item or source, bad point or crs, a point no grid covers"},
+        **documented(401, 403, 422, s422="unknown item or source, bad point or crs, a point no grid covers"),
     },
 )
 async def report_incident(
@@ -150,7 +149,7 @@ async def report_incident(
         "`application/geo+json` or `application/geopackage+sqlite3`. Every row is checked; a file with bad rows "
         "is refused whole (422, each bad row listed) unless `skip_invalid=true`."
     ),
-    responses={422: {"description": "bad rows: nothing imported; `detail.errors` lists them"}},
+    responses=documented(401, 403, 415, 422, s422="bad rows: nothing imported; `detail.errors` lists them"),
 )
 async def import_incidents(
     request: Request,
@@ -194,7 +193,11 @@ async def import_incidents(
     return report.as_dict()
 
 
-@router.get("", summary="List cases: by status, source, item, place, overdue; newest or oldest first")
+@router.get(
+    "",
+    summary="List cases: by status, source, item, place, overdue; newest or oldest first",
+    responses={200: {"content": {"application/geo+json": {}}}},
+)
 def list_incidents(
     conn: ConnectionDep,
     settings: SettingsDep,
@@ -258,7 +261,9 @@ def describe_workflow() -> dict[str, Any]:
     }
 
 
-@router.get("/{code}", summary="One case: its chain, due time, events and the actions it allows next")
+@router.get(
+    "/{code}", summary="One case: its chain, due time, events and the actions it allows next", responses=documented(404)
+)
 def read_incident(code: str, conn: ConnectionDep) -> dict[str, Any]:
     """Return the case ``code`` with every event of its history."""
     return workflow.get_case(conn, code)
@@ -267,7 +272,7 @@ def read_incident(code: str, conn: ConnectionDep) -> dict[str, Any]:
 @router.post(
     "/{code}/location",
     summary="Move a case's point: re-assigns grid, squad and grid member, and records why",
-    responses={409: {"description": "the case is closed or rejected"}},
+    responses=documented(401, 403, 404, 409, s409="the case is closed or rejected"),
 )
 def move_incident(code: str, body: MoveIn, key: ApiKeyDep, engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
     """Move an open case to a corrected point; its whole chain is re-assigned from the new point."""
@@ -299,10 +304,14 @@ def _step_route(action: workflow.Action) -> None:
         methods=["POST"],
         name=f"incident_{action.name}",
         summary=f"{action.label_zh} {action.name}: {froms} → {action.to_status or 'same status'} (roles: {roles})",
-        responses={
-            403: {"description": f"only {roles} keys may {action.name}, within their subdistrict"},
-            409: {"description": "the case's status does not allow it; the allowed actions are named"},
-        },
+        responses=documented(
+            401,
+            403,
+            404,
+            409,
+            s403=f"only {roles} keys may {action.name}, within their subdistrict",
+            s409="the case's status does not allow it; the allowed actions are named",
+        ),  # fmt: skip
     )
 
 

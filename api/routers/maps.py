@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ConnectionDep, SettingsDep
+from api.errors import documented
 from spatial import hotspots, tiles
 from spatial.catalogue import category, item
 from spatial.errors import InvalidInput
@@ -50,7 +51,11 @@ def incident_filters(
 FiltersDep = Annotated[hotspots.Filters, Depends(incident_filters)]
 
 
-@router.get("/map", response_class=HTMLResponse, summary="The planners' map (城市管理综合执法地图)")
+@router.get(
+    "/map",
+    summary="The planners' map (城市管理综合执法地图)",
+    responses={200: {"content": {"text/html": {}}}},  # errors are JSON: no response_class for every status
+)
 def planners_map(
     settings: SettingsDep,
     lang: Annotated[str, Query(pattern="^(zh|en)$", description="zh (default) or en")] = "zh",
@@ -66,7 +71,7 @@ def planners_map(
     "/v1/tiles/{layer}/{z}/{x}/{y}.pbf",
     summary="Vector tile (MVT) of a large layer",
     response_class=Response,
-    responses={200: {"content": {"application/vnd.mapbox-vector-tile": {}}}},
+    responses={200: {"content": {"application/vnd.mapbox-vector-tile": {}}}, **documented(404)},
 )
 def vector_tile(
     conn: ConnectionDep,
@@ -98,7 +103,11 @@ def heat(
     return {"cells": cells, "total": sum(c[2] for c in cells)}
 
 
-@router.get("/v1/hotspots", summary="Getis-Ord Gi* hotspots of incidents (GeoJSON)")
+@router.get(
+    "/v1/hotspots",
+    summary="Getis-Ord Gi* hotspots of incidents (GeoJSON)",
+    responses={200: {"content": {"application/geo+json": {}}}},
+)
 async def hotspots_of_incidents(
     conn: ConnectionDep,
     filters: FiltersDep,

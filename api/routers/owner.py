@@ -11,7 +11,7 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from api.deps import EngineDep, SettingsDep
-from api.errors import UnsupportedMediaType
+from api.errors import UnsupportedMediaType, documented
 from spatial import owner, owner_batch
 from spatial.errors import InvalidInput
 
@@ -57,9 +57,13 @@ def _moment(text: str | None) -> datetime | None:
     openapi_extra={"parameters": _PARAMETERS},
     responses={
         200: {"description": "the responsibility chain", "content": {"application/json": {}}},
-        404: {"description": "not covered: the nearest grid and its distance are in `detail`"},
-        422: {"description": "bad coordinates, unknown crs, or longitude and latitude swapped"},
-    },
+        **documented(
+            404,
+            422,
+            s404="not covered: the nearest grid and its distance are in `detail`",
+            s422="bad coordinates, unknown crs, or longitude and latitude swapped",
+        ),
+    },  # fmt: skip
 )
 async def owner_of_point(request: Request) -> Response:
     """Return the chain of the point as of ``at``; a point on a shared edge is ``ambiguous`` (lowest code owns).
@@ -88,7 +92,7 @@ async def owner_of_point(request: Request) -> Response:
         "or with its own error (the batch does not fail for a bad row)."
     ),
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/csv": {}, "application/geo+json": {}}}},
+    responses={200: {"content": {"text/csv": {}, "application/geo+json": {}}}, **documented(415)},
 )
 async def owners_of_points(
     request: Request,
