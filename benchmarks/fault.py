@@ -12,7 +12,6 @@ in the database exactly once (counted there by Idempotency-Key and case code).
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import tempfile
 import threading
@@ -26,7 +25,18 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from benchmarks.harness import ROOT
-from benchmarks.load import KINDS, Mix, Traffic, api_server, drive, is_error, load_key, report, retry_unacknowledged
+from benchmarks.load import (
+    KINDS,
+    Mix,
+    Traffic,
+    api_server,
+    drive,
+    is_error,
+    load_key,
+    report,
+    retry_unacknowledged,
+    run,
+)
 from spatial import migrate
 from spatial.cluster import LocalCluster
 from spatial.loading import load_directory
@@ -107,7 +117,7 @@ def fault_run(*, rate: float, seconds: float, down_at_s: float, down_for_s: floa
         secret = load_key(url, key_name)
         marks: dict[str, float] = {}
         with api_server(url, workers=workers) as (host, port):
-            asyncio.run(drive(host, port, Mix(secret, run_id="warm").request, rate=rate, seconds=2))
+            run(drive(host, port, Mix(secret, run_id="warm").request, rate=rate, seconds=2))
 
             def outage(started: float) -> None:
                 time.sleep(max(0.0, started + down_at_s - time.perf_counter()))
@@ -122,11 +132,11 @@ def fault_run(*, rate: float, seconds: float, down_at_s: float, down_for_s: floa
                 threading.Thread(target=outage, args=(started,), daemon=True).start()
 
             mix = Mix(secret, run_id="fault").request
-            traffic = asyncio.run(drive(host, port, mix, rate=rate, seconds=seconds, on_start=start_outage))
+            traffic = run(drive(host, port, mix, rate=rate, seconds=seconds, on_start=start_outage))
             deadline = time.monotonic() + 60
             while "back" not in marks and time.monotonic() < deadline:
                 time.sleep(0.1)
-            retried = asyncio.run(retry_unacknowledged(host, port, traffic))
+            retried = run(retry_unacknowledged(host, port, traffic))
         return FaultRun(
             traffic=traffic,
             stopped_s=marks["stopped"],

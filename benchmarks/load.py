@@ -21,9 +21,11 @@ import json
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
@@ -36,6 +38,7 @@ WEST, SOUTH, EAST, NORTH = 104.225, 23.355, 104.265, 23.385  # well inside the f
 LAYERS = ("grids", "streets", "markets", "stalls", "illegal_buildings")
 BBOX_DEGREES = 0.005  # ≈ 500 m: a street block's worth of features
 KINDS = ("owner", "incident", "layer")
+T = TypeVar("T")
 RATE = 600
 SECONDS = 60
 CONNECTIONS = 32
@@ -204,6 +207,12 @@ async def retry_unacknowledged(host: str, port: int, traffic: Traffic) -> Counte
     return statuses
 
 
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` to its end in a thread of its own: the caller's may already run a loop (pytest-playwright)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def percentile(values: list[float], q: float) -> float:
     """Return the ``q`` quantile (0..1) of ``values``, nearest rank."""
     if not values:
@@ -271,9 +280,9 @@ def main() -> None:
     try:
         secret = load_key(url, "load run")
         with api_server(url) as (host, port):
-            asyncio.run(drive(host, port, Mix(secret, run_id="warm").request, rate=RATE, seconds=3))  # warm pools
-            baseline = asyncio.run(drive(host, port, OwnerOnly(secret, run_id="base").request, rate=RATE, seconds=15))
-            mixed = asyncio.run(drive(host, port, Mix(secret, run_id="load").request, rate=RATE, seconds=SECONDS))
+            run(drive(host, port, Mix(secret, run_id="warm").request, rate=RATE, seconds=3))  # warm pools
+            baseline = run(drive(host, port, OwnerOnly(secret, run_id="base").request, rate=RATE, seconds=15))
+            mixed = run(drive(host, port, Mix(secret, run_id="load").request, rate=RATE, seconds=SECONDS))
         base = report(baseline, title=f"baseline: owner lookups only at {RATE}/s")
         rows = report(mixed, title=f"mix at {RATE}/s over {CONNECTIONS} connections")
         overall = rows["all"]
