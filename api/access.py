@@ -15,6 +15,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.security import APIKeyHeader
 from sqlalchemy import Engine
 
+from api.errors import documented
 from spatial import keys
 from spatial.access import ANONYMOUS
 from spatial.errors import Unauthorized
@@ -27,6 +28,7 @@ KEY_HEADER = APIKeyHeader(
     description="an API key (`citygrid keys create`); `Authorization: Bearer cg_…` works too",
 )
 ROLES_EXTENSION = "x-citygrid-roles"
+NO_KEY = "no API key, or an unknown or revoked one"
 
 
 def secret_from(request: Request) -> str | None:
@@ -94,20 +96,21 @@ def allow(
     """
     if checked_inside:
         return {
-            "responses": {401: {"description": "no API key, or an unknown or revoked one"}, **(responses or {})},
+            "responses": {**documented(401, s401=NO_KEY), **(responses or {})},
             "openapi_extra": {ROLES_EXTENSION: list(dict.fromkeys((*roles, "admin"))), **(openapi_extra or {})},
             "dependencies": [Depends(key_holder)],
         }
     admitted = ("public",) if "public" in roles else tuple(dict.fromkeys((*roles, "admin")))
-    documented: dict[int | str, dict[str, Any]] = {}
-    if needs_key:
-        documented[401] = {"description": "no API key, or an unknown or revoked one"}
+    refusals: dict[int | str, dict[str, Any]] = {}
+    if needs_key or "public" not in roles:
+        refusals.update(documented(401, s401=NO_KEY))
     if "public" not in roles:
-        documented[401] = {"description": "no API key, or an unknown or revoked one"}
-        documented[403] = {"description": f"the key's role may not {doing}: roles allowed are {', '.join(admitted)}"}
-    documented.update(responses or {})
+        refusals.update(
+            documented(403, s403=f"the key's role may not {doing}: roles allowed are {', '.join(admitted)}")
+        )
+    refusals.update(responses or {})
     extra = {ROLES_EXTENSION: list(admitted), **(openapi_extra or {})}
-    arguments: dict[str, Any] = {"responses": documented, "openapi_extra": extra}
+    arguments: dict[str, Any] = {"responses": refusals, "openapi_extra": extra}
     if "public" not in roles:
         arguments["dependencies"] = [Depends(_requirer(tuple(roles), doing))]
     elif needs_key:

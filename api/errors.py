@@ -10,7 +10,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
+from pydantic import BaseModel
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from starlette.exceptions import HTTPException
 
 from spatial.errors import (
     CitygridError,
@@ -48,6 +50,50 @@ STATUS: dict[type[CitygridError], int] = {
     SetupError: 503,
 }
 RETRY_AFTER_S = 5
+# SQLSTATEs of values a request gave that PostgreSQL cannot hold: bad input (422), not a server error.
+VALUE_REFUSED = {
+    "22003": "a number in the request is out of range",  # an offset of 10^22
+    "22008": "a date or time in the request is out of range",  # the year 300000
+    "22009": "a time zone offset in the request is out of range (PostgreSQL takes at most ±15:59)",
+}
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response of ``/v1``, ``/health`` and ``/map``."""
+
+    code: str
+    message: str
+    detail: Any = None
+
+
+DESCRIPTIONS = {
+    401: "no API key, or an unknown or revoked one",
+    403: "the key's role or subdistrict does not allow it",
+    404: "no such thing: `message` says what was not found",
+    409: "the thing's state does not allow it",
+    415: "the body's content-type is not one the endpoint reads",
+    422: "bad input: `message` says what was wrong and how to fix it",
+    503: "the database is unreachable: retry after Retry-After seconds",
+}
+
+
+def documented(*statuses: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
+    """Return OpenAPI ``responses`` for error statuses, each with the error body (``s404="…"`` overrides a text).
+
+    503 also documents its Retry-After header.
+    """
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        response: dict[str, Any] = {
+            "model": ErrorBody,
+            "description": descriptions.get(f"s{status}", DESCRIPTIONS[status]),
+        }
+        if status == 503:
+            response["headers"] = {
+                "Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}
+            }
+        responses[status] = response
+    return responses
 
 
 def error_body(code: str, message: str, detail: Any = None) -> dict[str, Any]:
@@ -80,6 +126,18 @@ def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return validation_response(exc, code="invalid_request", status=422)
 
 
+def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    # Starlette's own refusals (an unknown path, a body it cannot parse) in the same {code, message, detail} form.
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 400:  # FastAPI: "There was an error parsing the body", e.g. JSON that is not UTF-8
+        return JSONResponse(
+            error_body("invalid_request", f"the request body could not be read ({exc.detail}): send UTF-8 JSON"),
+            status_code=422,
+        )
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+
+
 def _database_down(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
     if isinstance(exc, OperationalError) or exc.connection_invalidated:
@@ -88,11 +146,27 @@ def _database_down(_: Request, exc: Exception) -> JSONResponse:
             status_code=503,
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )
+    refused = VALUE_REFUSED.get(getattr(exc.orig, "pgcode", None) or "") if isinstance(exc, DataError) else None
+    if refused is not None:
+        problem = getattr(getattr(exc.orig, "diag", None), "message_primary", None)
+        return JSONResponse(error_body("invalid_input", f"{refused} ({problem})"), status_code=422)
     raise exc
+
+
+def _nul_character(_: Request, exc: Exception) -> JSONResponse:
+    # psycopg2 refuses a string holding NUL before sending it; PostgreSQL text cannot hold one either.
+    if "NUL (0x00)" not in str(exc):
+        raise exc
+    return JSONResponse(
+        error_body("invalid_input", "a text in the request contains a NUL (0x00) character: remove it"),
+        status_code=422,
+    )
 
 
 def install(app: FastAPI) -> None:
     """Register the error handlers on ``app``."""
     app.add_exception_handler(CitygridError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(ValueError, _nul_character)
     app.add_exception_handler(DBAPIError, _database_down)

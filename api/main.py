@@ -21,6 +21,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="citygrid",
         summary="城市管理综合行政执法 GIS — urban-management enforcement on PostGIS (Wenshan model)",
         version="0.1.0",
+        # Any parameter may be refused, and any route that reads the database may find it down.
+        responses=errors.documented(422, 503),
     )
     app.state.settings = settings
     app.state.engine = db.engine_for(settings.database)

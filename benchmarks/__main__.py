@@ -2,9 +2,16 @@
 
 import sys
 
-from benchmarks import export, intake, map, owner
+from benchmarks import export, fault, intake, load, map, owner
 
-BENCHMARKS = {"owner": owner.main, "map": map.main, "export": export.main, "intake": intake.main}
+BENCHMARKS = {
+    "owner": owner.main,
+    "map": map.main,
+    "export": export.main,
+    "intake": intake.main,
+    "load": load.main,
+    "fault": fault.main,
+}
 
 if __name__ == "__main__":
     names = sys.argv[1:] or list(BENCHMARKS)

@@ -53,10 +53,10 @@ end
 """
 
 
-def bench_database() -> str:
-    """Create ``<name>_bench_intake`` with the fixture; return its URL."""
+def bench_database(purpose: str = "intake") -> str:
+    """Create ``<name>_bench_<purpose>`` with the fixture; return its URL."""
     server_url = make_url(db.database_url(DatabaseSettings()))
-    name = f"{server_url.database}_bench_intake"
+    name = f"{server_url.database}_bench_{purpose}"
     _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"')
     url = server_url.set(database=name).render_as_string(hide_password=False)
     migrate.migrate(url)

@@ -10,8 +10,10 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
+import psycopg2
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from spatial.cluster import LocalCluster
 from spatial.settings import DatabaseSettings
@@ -77,15 +79,23 @@ def run_prepared(
     info = conn.connection.info  # lives as long as the database connection, like the prepared statement
     raw = conn.connection.driver_connection
     assert raw is not None
-    with raw.cursor() as cur:
-        if name not in info:
-            cur.execute(prepare)
-            info[name] = True
-        cur.execute(execute, list(params))
-        values = cur.fetchone()
-        if values is None:
-            return None
-        return {column.name: value for column, value in zip(cur.description, values, strict=True)}
+    try:
+        with raw.cursor() as cur:
+            if name not in info:
+                cur.execute(prepare)
+                info[name] = True
+            cur.execute(execute, list(params))
+            values = cur.fetchone()
+            if values is None:
+                return None
+            return {column.name: value for column, value in zip(cur.description, values, strict=True)}
+    except psycopg2.Error as exc:
+        # The driver's cursor bypasses SQLAlchemy, so wrap its errors as SQLAlchemy would (the API maps them: a
+        # lost server is a 503), and drop a connection the server closed, lest the pool hand it out again.
+        lost = isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError)
+        if lost:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(execute, list(params), exc, psycopg2.Error, connection_invalidated=lost) from exc
 
 
 def server_versions(engine: Engine) -> dict[str, str]:

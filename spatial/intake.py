@@ -42,7 +42,7 @@ from spatial.db import run_prepared
 from spatial.errors import Forbidden, InvalidInput
 from spatial.keys import ApiKey
 from spatial.layers.incidents import SOURCES
-from spatial.owner import locate
+from spatial.owner import CENTRAL_MERIDIAN, FAR_FROM_MERIDIAN_DEG, locate, outside_zone
 from spatial.settings import OwnerSettings
 from spatial.workflow import (
     CASE_COLUMNS,
@@ -249,6 +249,8 @@ def create_incident(
     point = locate(report.x, report.y, report.crs)
     audit.act_as(conn, key)
     reported_at = report.reported_at or datetime.now(UTC)
+    if outside_zone(point):
+        refuse_uncovered(conn, report.x, report.y, report.crs, reported_at, rules)
     fingerprint = report.fingerprint()
     params = {
         "lon": point.lon,
@@ -652,6 +654,7 @@ def _stage_converted_coordinates(cur: Any, found: dict[str, int], crs_name: str)
     lat = np.full(len(x), np.nan)
     if ok.any():
         lon[ok], lat[ok] = to_wgs84_arrays(x[ok], y[ok], crs)
+    ok &= np.abs(lon - CENTRAL_MERIDIAN) <= FAR_FROM_MERIDIAN_DEG  # the rest cannot be measured (spatial.owner)
     cur.execute("CREATE TEMP TABLE import_coords (row_no bigint PRIMARY KEY, lon float8, lat float8) ON COMMIT DROP")
     buffer = io.StringIO()
     np.savetxt(buffer, np.column_stack([row_no[ok], lon[ok], lat[ok]]), fmt=("%d", "%.9f", "%.9f"), delimiter=",")
@@ -697,8 +700,9 @@ def _checks_sql(found: dict[str, int], default_source: str | None, coords_from_p
             "WHEN t.lon IS NULL OR t.lat IS NULL THEN 'lon/lat missing or not numbers' "
             "WHEN abs(t.lon) > 180 OR abs(t.lat) > 90 THEN 'lon ' || t.lon || ' / lat ' || t.lat || ' out of range'"
             " || CASE WHEN abs(t.lon) <= 90 AND abs(t.lat) <= 180 "
-            "THEN ': they look swapped (give lon first, then lat)' ELSE ' (lon -180..180, lat -90..90)' END"
-        )
+            "THEN ': they look swapped (give lon first, then lat)' ELSE ' (lon -180..180, lat -90..90)' END "
+            "WHEN abs(t.lon - {meridian}) > {far} THEN 'lon ' || t.lon || ' is too far from this city to be covered'"
+        ).format(meridian=sql.Literal(CENTRAL_MERIDIAN), far=sql.Literal(FAR_FROM_MERIDIAN_DEG))
     return sql.SQL(
         """
         CREATE TEMP TABLE import_rows ON COMMIT DROP AS

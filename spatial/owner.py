@@ -61,6 +61,13 @@ class NotCovered(NotFound):
     code = "not_covered"
 
 
+# Distances are measured in EPSG:4544 (Gauss-Krüger, central meridian 105° E). Far from that meridian PROJ
+# refuses the point ("outside of projection domain", from ≈85° away at the equator) and long before it the
+# metres are meaningless; a point this far from the meridian is not covered, whatever the nearest grid.
+CENTRAL_MERIDIAN = 105.0
+FAR_FROM_MERIDIAN_DEG = 60.0
+
+
 @dataclass(frozen=True)
 class Point:
     """A point as given and as stored (WGS-84)."""
@@ -150,6 +157,11 @@ def locate(x: float, y: float, crs_name: str | None) -> Point:
     return Point(lon=round(lon, 8), lat=round(lat, 8), crs=crs.name, given=(x, y))
 
 
+def outside_zone(point: Point) -> bool:
+    """Return True for a point too far from the city's projection zone to be measured, let alone covered."""
+    return abs(point.lon - CENTRAL_MERIDIAN) > FAR_FROM_MERIDIAN_DEG
+
+
 def check_range(lon: float, lat: float) -> None:
     """Refuse a longitude outside -180..180 or a latitude outside -90..90, saying when they look swapped."""
     if -180 <= lon <= 180 and -90 <= lat <= 90:
@@ -187,6 +199,12 @@ def lookup(
     if moment.tzinfo is None:
         raise InvalidInput(f"at={moment.isoformat()} has no time zone: add one, e.g. 2017-05-01T09:00:00+08:00")
     point = locate(x, y, crs)
+    if outside_zone(point):
+        raise NotCovered(
+            f"not covered: ({point.lon}, {point.lat}) is {abs(point.lon - CENTRAL_MERIDIAN):.1f}° of longitude from "
+            f"this city's projection zone (central meridian {CENTRAL_MERIDIAN:g}° E); give a point in the city",
+            detail={"nearest_grid": None, "distance_m": None, "tolerance_m": rules.outside_tolerance_m},
+        )
     row = _query(conn, point.lon, point.lat, moment, rules)
     if row is None or row["generation"] is None:
         raise NotFound(f"no boundary generation was in force at {moment.isoformat()}; ask about a later moment")

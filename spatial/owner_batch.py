@@ -31,6 +31,7 @@ from sqlalchemy import Engine
 from spatial import encoding
 from spatial.crs import parse_crs, to_wgs84_arrays
 from spatial.errors import InvalidInput
+from spatial.owner import CENTRAL_MERIDIAN, FAR_FROM_MERIDIAN_DEG
 from spatial.settings import OwnerSettings
 
 MAX_POINTS = 1_000_000
@@ -163,6 +164,10 @@ def _checked(
     lat = np.full(len(x), np.nan)
     if in_range.any():
         lon[in_range], lat[in_range] = to_wgs84_arrays(x[in_range], y[in_range], crs)
+    far = np.abs(lon - CENTRAL_MERIDIAN) > FAR_FROM_MERIDIAN_DEG  # cannot be measured in EPSG:4544 (spatial.owner)
+    for i in np.flatnonzero(far):
+        errors[i] = f"not covered: lon {lon[i]} is too far from this city's projection zone"
+    lon[far] = lat[far] = np.nan
     return Batch(columns=columns, rows=frame, lon=lon, lat=lat, errors=errors, kind=kind)
 
 

@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection
 from spatial import access, audit
 from spatial.catalogue import TimeUnit
 from spatial.errors import Conflict, Forbidden, InvalidInput, NotFound
-from spatial.owner import locate, lookup
+from spatial.owner import locate, lookup, outside_zone
 from spatial.settings import OwnerSettings
 
 if TYPE_CHECKING:
@@ -612,6 +612,8 @@ def move_case(
     moment = _checked_moment(at)
     _not_before(row, moment)
     point = locate(x, y, crs)
+    if outside_zone(point):
+        refuse_uncovered(conn, x, y, crs, row.reported_at, rules)
     result = conn.execute(
         _MOVE,
         {

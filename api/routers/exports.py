@@ -21,6 +21,7 @@ from starlette.background import BackgroundTask
 
 from api.access import allow
 from api.deps import EngineDep
+from api.errors import documented
 from spatial import access, exports
 from spatial.layers.illegal_buildings import STATUSES as BUILDING_STATUSES
 from spatial.layers.incidents import SOURCES as INCIDENT_SOURCES
@@ -44,7 +45,7 @@ FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "the file; totals per subdistrict in the X-Citygrid-Totals header (JSON, codes)",
         "content": {fmt.media_type.split(";")[0]: {} for fmt in exports.FORMATS.values()},
     },
-    422: {"description": "an unknown filter, value, area name or a reversed date range"},
+    **documented(422, s422="an unknown filter, value, area name or a reversed date range"),
 }
 EXPORTERS_ONLY = allow(*access.EXPORTERS, doing="download exports", responses=FILE_RESPONSES)
 TOTALS_ONLY = allow(*access.EXPORTERS, doing="read export totals")

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.access import KeyDep, allow
 from api.deps import ConnectionDep, EngineDep, SettingsDep
+from api.errors import documented
 from api.uploads import uploaded
 from spatial import access, intake, workflow
 from spatial.errors import InvalidInput
@@ -92,7 +93,7 @@ def _feature(case: dict[str, Any]) -> dict[str, Any]:
         needs_key=True,
         responses={
             200: {"description": "a retry with the same Idempotency-Key: the first result"},
-            422: {"description": "unknown item or source, bad point or crs, a point no grid covers"},
+            **documented(403, 422, s422="unknown item or source, bad point or crs, a point no grid covers"),
         },
     ),  # fmt: skip
 )
@@ -148,7 +149,7 @@ CASE_FILES = {
     **allow(
         *intake.IMPORTING_ROLES,
         doing="import case files",
-        responses={422: {"description": "bad rows: nothing imported; `detail.errors` lists them"}},
+        responses=documented(415, 422, s422="bad rows: nothing imported; `detail.errors` lists them"),
     ),  # fmt: skip
 )
 async def import_incidents(
@@ -182,7 +183,10 @@ async def import_incidents(
         "public",
         doing="read cases",
         needs_key=True,
-        responses={403: {"description": "a squad or grid-member key asked for another subdistrict"}},
+        responses={
+            200: {"content": {"application/geo+json": {}}},
+            **documented(403, s403="a squad or grid-member key asked for another subdistrict"),
+        },
     ),  # fmt: skip
 )
 def list_incidents(
@@ -263,12 +267,9 @@ def describe_workflow() -> dict[str, Any]:
         "public",
         doing="read cases",
         needs_key=True,
-        responses={
-            403: {
-                "description": "the case is in another subdistrict than the key's, or a public key did not report it"
-            },
-            404: {"description": "no such case"},
-        },
+        responses=documented(
+            403, 404, s403="the case is in another subdistrict than the key's, or a public key did not report it"
+        ),
     ),  # fmt: skip
 )
 def read_incident(code: str, conn: ConnectionDep, key: KeyDep) -> dict[str, Any]:
@@ -285,7 +286,7 @@ def read_incident(code: str, conn: ConnectionDep, key: KeyDep) -> dict[str, Any]
         "squad",
         doing="move a case's point",
         checked_inside=True,
-        responses={409: {"description": "the case is closed or rejected"}, 404: {"description": "no such case"}},
+        responses=documented(403, 404, 409, s409="the case is closed or rejected"),
     ),  # fmt: skip
 )
 def move_incident(code: str, body: MoveIn, key: KeyDep, engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
@@ -322,11 +323,13 @@ def _step_route(action: workflow.Action) -> None:
             *action.roles,
             doing=action.name,
             checked_inside=True,
-            responses={
-                403: {"description": f"only {roles} keys may {action.name}, within their subdistrict"},
-                404: {"description": "no such case"},
-                409: {"description": "the case's status does not allow it; the allowed actions are named"},
-            },
+            responses=documented(
+                403,
+                404,
+                409,
+                s403=f"only {roles} keys may {action.name}, within their subdistrict",
+                s409="the case's status does not allow it; the allowed actions are named",
+            ),
         ),  # fmt: skip
     )
 

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.access import allow
 from api.deps import ConnectionDep, SettingsDep
+from api.errors import documented
 from spatial import hotspots, tiles
 from spatial.catalogue import category, item
 from spatial.errors import InvalidInput
@@ -51,7 +52,11 @@ def incident_filters(
 FiltersDep = Annotated[hotspots.Filters, Depends(incident_filters)]
 
 
-@router.get("/map", response_class=HTMLResponse, summary="The planners' map (城市管理综合执法地图)")
+@router.get(
+    "/map",
+    summary="The planners' map (城市管理综合执法地图)",
+    responses={200: {"content": {"text/html": {}}}},  # errors are JSON: no response_class for every status
+)
 def planners_map(
     settings: SettingsDep,
     lang: Annotated[str, Query(pattern="^(zh|en)$", description="zh (default) or en")] = "zh",
@@ -67,7 +72,11 @@ def planners_map(
     "/v1/tiles/{layer}/{z}/{x}/{y}.pbf",
     summary="Vector tile (MVT) of a large layer",
     response_class=Response,
-    **allow("public", doing="read tiles", responses={200: {"content": {"application/vnd.mapbox-vector-tile": {}}}}),
+    **allow(
+        "public",
+        doing="read tiles",
+        responses={200: {"content": {"application/vnd.mapbox-vector-tile": {}}}, **documented(404)},
+    ),  # fmt: skip
 )
 def vector_tile(
     conn: ConnectionDep,
@@ -100,7 +109,9 @@ def heat(
 
 
 @router.get(
-    "/v1/hotspots", summary="Getis-Ord Gi* hotspots of incidents (GeoJSON)", **allow("public", doing="read hotspots")
+    "/v1/hotspots",
+    summary="Getis-Ord Gi* hotspots of incidents (GeoJSON)",
+    **allow("public", doing="read hotspots", responses={200: {"content": {"application/geo+json": {}}}}),
 )
 async def hotspots_of_incidents(
     conn: ConnectionDep,

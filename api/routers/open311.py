@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from api.errors import STATUS
@@ -65,7 +66,30 @@ class Open311Route(APIRoute):
         return wrapped
 
 
-router = APIRouter(prefix="/open311/v2", tags=["open311"], route_class=Open311Route)
+class Open311Error(BaseModel):
+    """One error in the spec's form."""
+
+    code: int
+    description: str
+
+
+def _errors(description: str) -> dict[str, Any]:
+    return {"model": list[Open311Error], "description": description, "content": {"text/xml": {}}}
+
+
+router = APIRouter(
+    prefix="/open311/v2",
+    tags=["open311"],
+    route_class=Open311Route,
+    responses={
+        200: {"content": {"application/json": {}, "text/xml": {}}},
+        400: _errors("bad request: the description says what was wrong"),
+        403: _errors("no api_key, or an unknown or revoked one"),
+        404: _errors("an unknown service, request, token, jurisdiction or format"),
+    },
+)
+# Documented as json or xml; any other suffix is a 404 in the spec's error form.
+Format = Annotated[str, Path(description="json or xml", json_schema_extra={"enum": ["json", "xml"]})]
 
 
 def _check_format(format: str) -> None:  # noqa: A002
@@ -74,7 +98,7 @@ def _check_format(format: str) -> None:  # noqa: A002
 
 
 @router.get("/services.{format}", summary="Open311: every service (the 147 catalogue items)")
-def list_services(request: Request, format: str, jurisdiction_id: str | None = None) -> Response:  # noqa: A002
+def list_services(request: Request, format: Format, jurisdiction_id: str | None = None) -> Response:  # noqa: A002
     """Return the service list."""
     _check_format(format)
     open311.check_jurisdiction(jurisdiction_id)
@@ -85,7 +109,7 @@ def list_services(request: Request, format: str, jurisdiction_id: str | None = N
 def service_definition(
     request: Request,
     service_code: str,
-    format: str,
+    format: Format,
     jurisdiction_id: str | None = None,  # noqa: A002
 ) -> Response:
     """Return a service definition."""
@@ -94,8 +118,37 @@ def service_definition(
     return render(request, "service_definition", open311.service_definition(service_code))
 
 
-@router.post("/requests.{format}", summary="Open311: report a service request (form-encoded, with api_key)")
-async def post_request(request: Request, format: str) -> Response:  # noqa: A002
+_REQUEST_FORM = {
+    "required": True,
+    "content": {
+        "application/x-www-form-urlencoded": {
+            "schema": {
+                "type": "object",
+                "required": ["service_code", "lat", "long"],
+                "properties": {
+                    "api_key": {"type": "string", "description": "or the X-API-Key header"},
+                    "service_code": {"type": "string", "description": "a catalogue item, e.g. 0508"},
+                    "lat": {"type": "number"},
+                    "long": {"type": "number"},
+                    **{name: {"type": "string"} for name in (
+                        "jurisdiction_id", "description", "media_url", "address_string", "email", "device_id",
+                        "account_id", "first_name", "last_name", "phone", "attribute[coordinate_system]",
+                    )},
+                },
+            }
+        }
+    },
+}  # fmt: skip
+
+
+@router.post(
+    "/requests.{format}",
+    status_code=201,
+    summary="Open311: report a service request (form-encoded, with api_key)",
+    openapi_extra={"requestBody": _REQUEST_FORM},
+    responses={201: {"content": {"application/json": {}, "text/xml": {}}}},
+)
+async def post_request(request: Request, format: Format) -> Response:  # noqa: A002
     """Create a service request from the form (or query) fields the spec names; answer id, token and notice."""
     _check_format(format)
     fields = dict(request.query_params)
@@ -146,7 +199,7 @@ def _number(fields: dict[str, str], name: str) -> float | None:
 @router.get("/requests.{format}", summary="Open311: service requests by id, service, dates, status; paged")
 def get_requests(
     request: Request,
-    format: str,  # noqa: A002
+    format: Format,  # noqa: A002
     jurisdiction_id: str | None = None,
     service_request_id: str | None = None,
     service_code: str | None = None,
@@ -171,7 +224,7 @@ def get_requests(
 def get_request(
     request: Request,
     service_request_id: str,
-    format: str,
+    format: Format,
     jurisdiction_id: str | None = None,  # noqa: A002
 ) -> Response:
     """Return one request, as a list of one."""
@@ -182,7 +235,7 @@ def get_request(
 
 
 @router.get("/tokens/{token}.{format}", summary="Open311: the request a token stands for")
-def get_token(request: Request, token: str, format: str, jurisdiction_id: str | None = None) -> Response:  # noqa: A002
+def get_token(request: Request, token: str, format: Format, jurisdiction_id: str | None = None) -> Response:  # noqa: A002
     """Return the service_request_id of a token."""
     _check_format(format)
     open311.check_jurisdiction(jurisdiction_id)

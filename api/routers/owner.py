@@ -12,7 +12,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from api.access import allow, caller_of
 from api.deps import EngineDep, SettingsDep
-from api.errors import UnsupportedMediaType
+from api.errors import UnsupportedMediaType, documented
 from spatial import access, owner, owner_batch
 from spatial.errors import InvalidInput
 
@@ -64,9 +64,14 @@ def _moment(text: str | None) -> datetime | None:
                 "description": "the responsibility chain (phone numbers for staff keys only)",
                 "content": {"application/json": {}},
             },
-            401: {"description": "a key was sent but it is unknown or revoked"},
-            404: {"description": "not covered: the nearest grid and its distance are in `detail`"},
-            422: {"description": "bad coordinates, unknown crs, or longitude and latitude swapped"},
+            **documented(
+                401,
+                404,
+                422,
+                s401="a key was sent but it is unknown or revoked",
+                s404="not covered: the nearest grid and its distance are in `detail`",
+                s422="bad coordinates, unknown crs, or longitude and latitude swapped",
+            ),
         },
     ),  # fmt: skip
 )
@@ -102,7 +107,7 @@ async def owner_of_point(request: Request) -> Response:
     **allow(
         *access.STAFF_ROLES,
         doing="look up owners in bulk (a staff tool: its rows carry phone numbers)",
-        responses={200: {"content": {"text/csv": {}, "application/geo+json": {}}}},
+        responses={200: {"content": {"text/csv": {}, "application/geo+json": {}}}, **documented(415)},
     ),  # fmt: skip
 )
 async def owners_of_points(
