@@ -323,7 +323,7 @@ def incidents_import(
             tasks: dict[str, TaskID] = {}
 
             def advance(stage: str, done: int, total: int) -> None:
-                label = {"copy": "copy (bytes)", "check": "check rows", "insert": "assign + insert"}[stage]
+                label = {"copy": "copy (bytes)", "check": "check + assign rows", "insert": "insert"}[stage]
                 if stage not in tasks:
                     tasks[stage] = progress.add_task(label, total=total)
                 progress.update(tasks[stage], completed=done, total=total)
