@@ -7,10 +7,12 @@ open, within 3 m and 24 h: an index on open cases, not a scan), and inserts the 
 An Idempotency-Key makes a retried request return the first result: the key is unique per API key, so two
 concurrent retries cannot both insert.
 
-A file (CSV, GeoJSON, GeoPackage): COPY into a staging table as text, check every row in one set-based query
-(each bad row gets its own message), then one ``INSERT … SELECT`` joins the rows to the chain, the calendar and
-the open cases. A file goes in whole or not at all, unless ``skip_invalid`` is given: then the good rows go in
-and the bad ones are reported.
+A file (CSV, GeoJSON, GeoPackage): COPY into a staging table as text; check every row set-based (each bad row
+gets its own message) and give the good ones their chain and due time, in chunks on one helper connection per
+core (``spatial.import_staging``); check the codes against the whole file and the database; then one
+``INSERT … SELECT`` in the caller's transaction adds the nearest open possible duplicate and stores the rows.
+A file goes in whole or not at all, unless ``skip_invalid`` is given: then the good rows go in and the bad ones
+are reported.
 """
 
 from __future__ import annotations
