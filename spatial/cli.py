@@ -332,7 +332,7 @@ def incidents_import(
             tasks: dict[str, TaskID] = {}
 
             def advance(stage: str, done: int, total: int) -> None:
-                label = {"copy": "copy (bytes)", "check": "check rows", "insert": "assign + insert"}[stage]
+                label = {"copy": "copy (bytes)", "check": "check + assign rows", "insert": "insert"}[stage]
                 if stage not in tasks:
                     tasks[stage] = progress.add_task(label, total=total)
                 progress.update(tasks[stage], completed=done, total=total)
@@ -353,9 +353,10 @@ def incidents_import(
         with errors_path.open("w", encoding="utf-8", newline="") as sink:
             result.write_errors(sink)
         console.print(f"[yellow]skipped {result.invalid} bad rows[/yellow]: listed in {errors_path}")
+    phases = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.seconds.items() if name != "total")
     out.print(
         f"{result.rows} rows: {result.inserted} cases imported, {result.invalid} refused, "
-        f"{result.duplicates} flagged as possible duplicates ({result.seconds.get('total', 0):.1f} s)"
+        f"{result.duplicates} flagged as possible duplicates ({result.seconds.get('total', 0):.1f} s: {phases})"
     )
 
 

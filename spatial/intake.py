@@ -7,10 +7,12 @@ open, within 3 m and 24 h: an index on open cases, not a scan), and inserts the 
 An Idempotency-Key makes a retried request return the first result: the key is unique per API key, so two
 concurrent retries cannot both insert.
 
-A file (CSV, GeoJSON, GeoPackage): COPY into a staging table as text, check every row in one set-based query
-(each bad row gets its own message), then one ``INSERT … SELECT`` joins the rows to the chain, the calendar and
-the open cases. A file goes in whole or not at all, unless ``skip_invalid`` is given: then the good rows go in
-and the bad ones are reported.
+A file (CSV, GeoJSON, GeoPackage): COPY into a staging table as text; check every row set-based (each bad row
+gets its own message) and give the good ones their chain and due time, in chunks on one helper connection per
+core (``spatial.import_staging``); check the codes against the whole file and the database; then one
+``INSERT … SELECT`` in the caller's transaction adds the nearest open possible duplicate and stores the rows.
+A file goes in whole or not at all, unless ``skip_invalid`` is given: then the good rows go in and the bad ones
+are reported.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from psycopg2 import sql
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from spatial import audit
+from spatial import audit, import_staging
 from spatial import encoding as text_encoding
 from spatial.catalogue import ITEMS
 from spatial.crs import parse_crs, to_wgs84_arrays
@@ -474,13 +476,15 @@ def import_file(
     flag_duplicates: bool = True,
     progress: Progress | None = None,
     max_rows: int | None = None,
+    workers: int | None = None,
 ) -> ImportReport:
     """Import a CSV, GeoJSON or GeoPackage of cases in the caller's transaction; return what was done.
 
     Every row is checked (coordinates, item, source, times, status rules, codes unique in the file and the
     database, covered by a grid); any bad row refuses the whole file (ImportRefused, nothing written) unless
     ``skip_invalid``. Rows without a status are ``collected``; without a code, one is made; without a due
-    time, the item's time limit on the official calendar gives it.
+    time, the item's time limit on the official calendar gives it. ``workers``: helper connections for the
+    per-row work (default: one per core for a large file; 1 does everything in the caller's transaction).
     """
     key.require_role(*IMPORTING_ROLES, doing="import case files")
     if not path.is_file():
@@ -496,7 +500,7 @@ def import_file(
     with opened as stream:
         return import_stream(
             conn, stream, size, key=key, rules=rules, crs=crs, source=source, skip_invalid=skip_invalid,
-            flag_duplicates=flag_duplicates, progress=progress, max_rows=max_rows,
+            flag_duplicates=flag_duplicates, progress=progress, max_rows=max_rows, workers=workers,
         )  # fmt: skip
 
 
@@ -523,8 +527,14 @@ def import_stream(
     flag_duplicates: bool = True,
     progress: Progress | None = None,
     max_rows: int | None = None,
+    workers: int | None = None,
 ) -> ImportReport:
-    """Import CSV bytes (UTF-8, a header row) of cases; see ``import_file`` for the rules."""
+    """Import CSV bytes (UTF-8, a header row) of cases; see ``import_file`` for the rules.
+
+    Steps: COPY the file into a staging table as text; check every row and compute its chain and due time,
+    in chunks, on ``workers`` helper connections at once (``spatial.import_staging``); check the codes
+    against the whole file and the database; then one ``INSERT … SELECT`` in the caller's transaction.
+    """
     key.require_role(*IMPORTING_ROLES, doing="import case files")
     if source is not None and source not in SOURCES:
         raise InvalidInput(f"source {source!r} is unknown: use one of {', '.join(SOURCES)}")
@@ -541,60 +551,133 @@ def import_stream(
     _require_columns(found, header, source)
     ensure_calendar(conn)
     audit.bulk(conn, key)  # one audit entry for the file (below), not one per case
+    if workers is None:
+        workers = import_staging.default_workers() if size >= import_staging.PARALLEL_MIN_BYTES else 1
+    coords_from_python = input_crs.name not in ("wgs84", "cgcs2000")
+    params = _insert_params(key, rules, flag_duplicates)
 
     raw = conn.connection.driver_connection
     assert raw is not None
-    columns = [f"c{i}" for i in range(len(header))]
     with raw.cursor() as cur:
         # ON COMMIT DROP tables live until the transaction ends: a second import in one transaction starts clean
-        cur.execute("DROP TABLE IF EXISTS import_raw, import_coords, import_rows")
+        cur.execute(
+            sql.SQL("DROP TABLE IF EXISTS {}").format(
+                sql.SQL(", ").join(sql.Identifier(f"import_{n}") for n in ("raw", "coords", "rows_0", "chain_0",
+                                                                            "code_errors"))
+            )
+        )  # fmt: skip
         # sorts and hashes of a million rows in memory rather than on disk, and no statement timeout: the
         # engine's (30 s by default) guards requests, an import of a million rows takes longer (this transaction only)
         cur.execute("SET LOCAL work_mem = '256MB'")
         cur.execute("SET LOCAL statement_timeout = 0")
-        cur.execute(
-            sql.SQL("CREATE TEMP TABLE import_raw (row_no bigserial, {}) ON COMMIT DROP").format(
-                sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in columns)
-            )
-        )
-        try:
-            cur.copy_expert(
-                sql.SQL("COPY import_raw ({}) FROM STDIN WITH (FORMAT csv, ENCODING {})")
-                .format(
-                    sql.SQL(", ").join(sql.Identifier(c) for c in columns),
-                    sql.Literal(text_encoding.POSTGRES_NAMES[encoding]),
-                )
-                .as_string(cur),
-                _Counted(stream, size - len(first_line), progress),
-            )
-        except (psycopg2.errors.CharacterNotInRepertoire, psycopg2.errors.UntranslatableCharacter) as exc:
-            where = (exc.diag.context or "").strip().replace("import_raw", "the file")
-            raise InvalidInput(
-                f"the file starts as {encoding} text but has bytes that are not ({where}): "
-                "save the whole file in one encoding, UTF-8 or GBK, and send it again"
-            ) from exc
-        report.seconds["copy"] = time.perf_counter() - started
-        if max_rows is not None:
-            cur.execute("SELECT count(*) FROM import_raw")
-            copied = cur.fetchone()
-            if copied is not None and copied[0] > max_rows:
-                raise InvalidInput(
-                    f"the file has {copied[0]:,} rows, more than {max_rows:,} (CITYGRID_API_MAX_FEATURES): split it"
-                )
+        parallel = workers > 1 and import_staging.helpers_can_see(cur)
+        staging = import_staging.Staging.shared() if parallel else import_staging.Staging(None)
+        if staging.parallel:
+            # held until the caller's transaction ends: the sweep of another import leaves these tables alone
+            cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (import_staging.LOCK_CLASS, staging.import_id))
+        else:
+            workers = 1
+        tables = ["raw", "coords", *(f"{t}_{w}" for w in range(workers) for t in ("rows", "chain"))]
+        checks = _checks_sql(staging, found, source, coords_from_python)
 
-        coords_from_python = input_crs.name not in ("wgs84", "cgcs2000")
-        if coords_from_python:
-            _stage_converted_coordinates(cur, found, input_crs.name)
+        def copy(target: Any) -> int:
+            if staging.parallel:
+                import_staging.sweep(target)
+            target.execute(
+                staging.create_columns(
+                    "raw",
+                    sql.SQL(", ").join(
+                        [sql.SQL("row_no bigserial")]
+                        + [sql.SQL("{} text").format(sql.Identifier(f"c{i}")) for i in range(len(header))]
+                    ),
+                )
+            )
+            try:
+                target.copy_expert(
+                    sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, ENCODING {})")
+                    .format(
+                        staging.table("raw"),
+                        sql.SQL(", ").join(sql.Identifier(f"c{i}") for i in range(len(header))),
+                        sql.Literal(text_encoding.POSTGRES_NAMES[encoding]),
+                    )
+                    .as_string(target),
+                    _Counted(stream, size - len(first_line), progress),
+                )
+            except (psycopg2.errors.CharacterNotInRepertoire, psycopg2.errors.UntranslatableCharacter) as exc:
+                where = (exc.diag.context or "").strip()
+                raise InvalidInput(
+                    f"the file starts as {encoding} text but has bytes that are not ({where}): "
+                    "save the whole file in one encoding, UTF-8 or GBK, and send it again"
+                ) from exc
+            rows = int(target.rowcount)
+            if max_rows is not None and rows > max_rows:
+                raise InvalidInput(
+                    f"the file has {rows:,} rows, more than {max_rows:,} (CITYGRID_API_MAX_FEATURES): split it"
+                )
+            if coords_from_python:
+                _stage_converted_coordinates(target, staging, found, input_crs.name)
+            return rows
+
+        if staging.parallel:
+            with import_staging.helper(conn.engine) as helper_cur:
+                report.rows = copy(helper_cur)
+        else:
+            report.rows = copy(cur)
+        report.seconds["copy"] = time.perf_counter() - started
+
+        # Per row, in chunks on every worker: checks, then the chain and due time of the good rows.
         stage = time.perf_counter()
-        cur.execute(_checks_sql(found, source, coords_from_python))
-        cur.execute("SELECT count(*), count(*) FILTER (WHERE error IS NOT NULL) FROM import_rows")
-        counted = cur.fetchone()
-        assert counted is not None
-        report.rows, report.invalid = int(counted[0]), int(counted[1])
-        if report.invalid:
-            cur.execute("SELECT row_no, error FROM import_rows WHERE error IS NOT NULL ORDER BY row_no")
-            report.errors = [RowError(int(r[0]), r[1]) for r in cur.fetchall()]
-        report.seconds["check"] = time.perf_counter() - stage
+        checked = 0
+
+        def prepare(target: Any, worker: int) -> None:
+            target.execute(
+                staging.create_as(f"rows_{worker}") + checks + sql.SQL(" WITH NO DATA"),
+                {"first": 1, "last": 0, **params},
+            )
+            target.execute(
+                staging.create_as(f"chain_{worker}") + _chain_sql(staging, worker) + sql.SQL(" WITH NO DATA"),
+                {"first": 1, "last": 0, **params},
+            )
+
+        def work(target: Any, worker: int, first: int, last: int) -> None:
+            target.execute(
+                sql.SQL("INSERT INTO {} ").format(staging.table(f"rows_{worker}")) + checks,
+                {"first": first, "last": last, **params},
+            )
+            target.execute(
+                sql.SQL("INSERT INTO {} ").format(staging.table(f"chain_{worker}")) + _chain_sql(staging, worker),
+                {"first": first, "last": last, **params},
+            )
+
+        def done(first: int, last: int) -> None:
+            nonlocal checked
+            checked += last - first + 1
+            if progress is not None:
+                progress("check", checked, report.rows)
+
+        ranges = import_staging.chunks(report.rows, workers)
+        if staging.parallel:
+            import_staging.run_workers(conn.engine, workers, ranges, work, prepare, done)
+        else:
+            prepare(cur, 0)
+            for first, last in ranges:
+                work(cur, 0, first, last)
+                done(first, last)
+        report.seconds["check_and_assign"] = time.perf_counter() - stage
+
+        # Codes against the whole file and the database (a code may appear once), then every error in row order.
+        stage = time.perf_counter()
+        rows_all, chain_all = staging.union("rows", workers), staging.union("chain", workers)
+        cur.execute(_CODE_ERRORS_SQL.format(rows=rows_all))
+        cur.execute(
+            sql.SQL(
+                "SELECT row_no, error FROM {rows} s WHERE s.error IS NOT NULL"
+                " UNION ALL SELECT row_no, error FROM import_code_errors ORDER BY row_no"
+            ).format(rows=rows_all)
+        )
+        report.errors = [RowError(int(r[0]), r[1]) for r in cur.fetchall()]
+        report.invalid = len(report.errors)
+        report.seconds["check_codes"] = time.perf_counter() - stage
         if progress is not None:
             progress("check", report.rows, report.rows)
         # The insert runs even when rows were refused, inside a savepoint, so that the report names every bad
@@ -602,20 +685,22 @@ def import_stream(
         # back to the savepoint: nothing is written, whatever the caller does with its transaction.
         stage = time.perf_counter()
         cur.execute("SAVEPOINT citygrid_import")
-        cur.execute(_INSERT_SQL, _insert_params(key, rules, flag_duplicates))
+        cur.execute(_INSERT_SQL.format(rows=rows_all, chain=chain_all), params)
         result = cur.fetchone()
         assert result is not None
         report.inserted, report.duplicates = int(result[0]), int(result[1])
         uncovered = [RowError(int(r), e) for r, e in (result[2] or [])]
-        report.seconds["assign_and_insert"] = time.perf_counter() - stage
+        report.seconds["insert"] = time.perf_counter() - stage
         if uncovered:
             report.invalid += len(uncovered)
             report.errors = sorted([*report.errors, *uncovered], key=lambda e: e.row)
         if report.invalid and not skip_invalid:
             cur.execute("ROLLBACK TO SAVEPOINT citygrid_import")
+            import_staging.drop(cur, staging, tables)
             report.inserted = report.duplicates = 0
             raise ImportRefused(_refusal(report), report=report)
         cur.execute("RELEASE SAVEPOINT citygrid_import")
+        import_staging.drop(cur, staging, tables)
         if progress is not None:
             progress("insert", report.rows, report.rows)
     audit.record(
@@ -635,11 +720,13 @@ def _refusal(report: ImportReport) -> str:
     )
 
 
-def _stage_converted_coordinates(cur: Any, found: dict[str, int], crs_name: str) -> None:
+def _stage_converted_coordinates(
+    cur: Any, staging: import_staging.Staging, found: dict[str, int], crs_name: str
+) -> None:
     """Convert the file's coordinates to WGS-84 in Python (GCJ-02/BD-09 need an iterative inverse)."""
     cur.execute(
-        sql.SQL("SELECT row_no, {}, {} FROM import_raw ORDER BY row_no").format(
-            sql.Identifier(f"c{found['lon']}"), sql.Identifier(f"c{found['lat']}")
+        sql.SQL("SELECT row_no, {}, {} FROM {} ORDER BY row_no").format(
+            sql.Identifier(f"c{found['lon']}"), sql.Identifier(f"c{found['lat']}"), staging.table("raw")
         )
     )
     rows = cur.fetchall()
@@ -655,11 +742,13 @@ def _stage_converted_coordinates(cur: Any, found: dict[str, int], crs_name: str)
     if ok.any():
         lon[ok], lat[ok] = to_wgs84_arrays(x[ok], y[ok], crs)
     ok &= np.abs(lon - CENTRAL_MERIDIAN) <= FAR_FROM_MERIDIAN_DEG  # the rest cannot be measured (spatial.owner)
-    cur.execute("CREATE TEMP TABLE import_coords (row_no bigint PRIMARY KEY, lon float8, lat float8) ON COMMIT DROP")
+    cur.execute(staging.create_columns("coords", sql.SQL("row_no bigint PRIMARY KEY, lon float8, lat float8")))
     buffer = io.StringIO()
     np.savetxt(buffer, np.column_stack([row_no[ok], lon[ok], lat[ok]]), fmt=("%d", "%.9f", "%.9f"), delimiter=",")
     buffer.seek(0)
-    cur.copy_expert("COPY import_coords FROM STDIN WITH (FORMAT csv)", buffer)
+    cur.copy_expert(
+        sql.SQL("COPY {} FROM STDIN WITH (FORMAT csv)").format(staging.table("coords")).as_string(cur), buffer
+    )
 
 
 def _float(value: str | None) -> float:
@@ -669,8 +758,14 @@ def _float(value: str | None) -> float:
         return float("nan")
 
 
-def _checks_sql(found: dict[str, int], default_source: str | None, coords_from_python: bool) -> sql.Composed:
-    """Compose the query that types every staged row and names its first problem (NULL when good)."""
+def _checks_sql(
+    staging: import_staging.Staging, found: dict[str, int], default_source: str | None, coords_from_python: bool
+) -> sql.Composed:
+    """Compose the query that types the staged rows first..last and names each one's first problem (NULL: good).
+
+    Only what a row says about itself is checked here (so that chunks of rows can be checked at once on
+    several connections); its code against the rest of the file and the database is ``_CODE_ERRORS_SQL``.
+    """
 
     def col(name: str) -> sql.Composable:
         if name in found:
@@ -682,7 +777,7 @@ def _checks_sql(found: dict[str, int], default_source: str | None, coords_from_p
     if coords_from_python:
         lon = sql.SQL("k.lon")
         lat = sql.SQL("k.lat")
-        coords_join = sql.SQL("LEFT JOIN import_coords k ON k.row_no = r.row_no")
+        coords_join = sql.SQL("LEFT JOIN {} k ON k.row_no = r.row_no").format(staging.table("coords"))
         coords_ok = sql.SQL("k.row_no IS NOT NULL")
         coord_error = sql.SQL(
             "WHEN NOT t.coords_ok THEN 'coordinates missing, not numbers, or outside the range of their crs'"
@@ -705,7 +800,6 @@ def _checks_sql(found: dict[str, int], default_source: str | None, coords_from_p
         ).format(meridian=sql.Literal(CENTRAL_MERIDIAN), far=sql.Literal(FAR_FROM_MERIDIAN_DEG))
     return sql.SQL(
         """
-        CREATE TEMP TABLE import_rows ON COMMIT DROP AS
         WITH typed AS MATERIALIZED (  -- computed once per row: later steps refer to these columns many times
             SELECT r.row_no, {lon} AS lon, {lat} AS lat, {coords_ok} AS coords_ok, {item} AS item_code,
                    {source} AS source, {code} AS code, coalesce({description}, '') AS description,
@@ -713,14 +807,14 @@ def _checks_sql(found: dict[str, int], default_source: str | None, coords_from_p
                    {status} AS status_text, {satisfaction} AS satisfaction,
                    {deferred} AS deferred_text, {reworks} AS reworks_text, {photos} AS photos_text,
                    {reported} AS reported_text, {due} AS due_text, {closed} AS closed_text
-            FROM import_raw r {coords_join}
+            FROM {raw} r {coords_join}
+            WHERE r.row_no BETWEEN %(first)s AND %(last)s
         ), timed AS MATERIALIZED (
             SELECT t.*, citygrid_import_time(reported_text) AS reported_at, citygrid_import_time(due_text) AS due_at,
                    citygrid_import_time(closed_text) AS closed_at
             FROM typed t
         ), checked AS (
             SELECT t.*, coalesce(t.status_text, 'collected') AS status,
-                   count(*) OVER (PARTITION BY t.code) AS code_uses,
                    CASE
                        {coord_error}
                        WHEN t.item_code IS NULL THEN 'item_code missing'
@@ -751,11 +845,9 @@ def _checks_sql(found: dict[str, int], default_source: str | None, coords_from_p
                             THEN 'deferred ' || t.deferred_text || ' is not true or false'
                        WHEN t.reworks_text IS NOT NULL AND t.reworks_text !~ {integer_re}
                             THEN 'reworks ' || t.reworks_text || ' is not a whole number'
-                       WHEN t.code IS NOT NULL AND ex.id IS NOT NULL THEN 'code ' || t.code || ' already exists'
                    END AS error
             FROM timed t
             LEFT JOIN catalogue_items ci ON ci.code = t.item_code
-            LEFT JOIN incidents ex ON ex.code = t.code
         )
         SELECT row_no, lon, lat, item_code, source, code, description, address, status, satisfaction, reported_at,
                due_at, closed_at,
@@ -763,13 +855,11 @@ def _checks_sql(found: dict[str, int], default_source: str | None, coords_from_p
                CASE WHEN reworks_text ~ {integer_re} THEN CAST(reworks_text AS integer) ELSE 0 END AS reworks,
                CASE WHEN photos_text IS NULL THEN '{{}}'::text[]
                     ELSE regexp_split_to_array(btrim(photos_text), '[\\s;,]+') END AS photos,
-               coalesce(error, CASE WHEN code IS NOT NULL AND code_uses > 1
-                                    THEN 'code ' || code || ' appears ' || code_uses || ' times in the file'
-                               END) AS error,
-               NULL::bigint AS pos
+               error
         FROM checked
         """
     ).format(
+        raw=staging.table("raw"),
         lon=lon,
         lat=lat,
         item=col("item_code"),
@@ -812,26 +902,65 @@ def _insert_params(key: ApiKey, rules: OwnerSettings, flag_duplicates: bool) -> 
     }
 
 
-# The one INSERT … SELECT of an import: every good staged row joined to its chain (citygrid_owner_points, as
-# of its report), its due time (citygrid_due_times) and the nearest open possible duplicate. Rows no grid
-# covers are not inserted; the statement returns them so that the caller refuses the file or reports them.
-_INSERT_SQL = """
-WITH good AS MATERIALIZED (
-    SELECT s.*, row_number() OVER (ORDER BY s.row_no) AS n, ST_SetSRID(ST_MakePoint(s.lon, s.lat), 4326) AS geom
-    FROM import_rows s WHERE s.error IS NULL
-), chain AS MATERIALIZED (
-    SELECT * FROM citygrid_owner_points(
-        (SELECT array_agg(geom ORDER BY n) FROM good), (SELECT array_agg(reported_at ORDER BY n) FROM good),
-        %(edge)s, %(outside)s, %(street)s, %(river)s)
-), due AS (
-    SELECT * FROM citygrid_due_times(
-        (SELECT array_agg(g.reported_at ORDER BY g.n) FROM good g),
-        (SELECT array_agg(ci.time_limit ORDER BY g.n) FROM good g JOIN catalogue_items ci ON ci.code = g.item_code),
-        (SELECT array_agg(ci.time_unit ORDER BY g.n) FROM good g JOIN catalogue_items ci ON ci.code = g.item_code))
-), numbered AS (
+def _chain_sql(staging: import_staging.Staging, worker: int) -> sql.Composed:
+    """Compose the query giving the good rows first..last of a worker's checked rows their chain and due time.
+
+    Both as of the row's report: the chain from ``citygrid_owner_points`` (one call for the whole chunk, the
+    function single reports use), the due time from the item's time limit on the official calendar.
+    """
+    return sql.SQL(
+        """
+        WITH good AS MATERIALIZED (
+            SELECT s.row_no, s.reported_at, ci.time_limit, ci.time_unit,
+                   ST_SetSRID(ST_MakePoint(s.lon, s.lat), 4326) AS geom, row_number() OVER (ORDER BY s.row_no) AS n
+            FROM {rows} s JOIN catalogue_items ci ON ci.code = s.item_code
+            WHERE s.row_no BETWEEN %(first)s AND %(last)s AND s.error IS NULL
+        ), chain AS MATERIALIZED (
+            SELECT * FROM citygrid_owner_points(
+                (SELECT array_agg(geom ORDER BY n) FROM good), (SELECT array_agg(reported_at ORDER BY n) FROM good),
+                %(edge)s, %(outside)s, %(street)s, %(river)s)
+        ), due AS MATERIALIZED (
+            SELECT * FROM citygrid_due_times(
+                (SELECT array_agg(reported_at ORDER BY n) FROM good),
+                (SELECT array_agg(time_limit ORDER BY n) FROM good), (SELECT array_agg(time_unit ORDER BY n) FROM good))
+        )
+        SELECT g.row_no, c.generation, c.grid_code, c.community_code, c.subdistrict_code, c.squad_code,
+               c.grid_member_id, c.street_code, c.street_chief_id, c.river_code, c.river_chief_id, c.outside,
+               c.nearest_grid_code, c.distance_to_grid_m, d.due_at AS item_due_at
+        FROM good g JOIN chain c ON c.row_no = g.n JOIN due d ON d.row_no = g.n
+        """
+    ).format(rows=staging.table(f"rows_{worker}"))
+
+
+# A code may appear once: in the file, and among the cases already stored. Only rows with no other problem get
+# these errors (a row has one error: its first).
+_CODE_ERRORS_SQL = sql.SQL(
+    """
+    CREATE TEMP TABLE import_code_errors ON COMMIT DROP AS
+    SELECT s.row_no, CASE WHEN ex.id IS NOT NULL THEN 'code ' || s.code || ' already exists'
+                          ELSE 'code ' || s.code || ' appears ' || s.uses || ' times in the file' END AS error
+    FROM (SELECT row_no, code, error, count(*) OVER (PARTITION BY code) AS uses
+          FROM {rows} r WHERE r.code IS NOT NULL) s
+    LEFT JOIN incidents ex ON ex.code = s.code
+    WHERE s.error IS NULL AND (ex.id IS NOT NULL OR s.uses > 1)
+    """
+)
+
+
+# The one INSERT … SELECT of an import: every good row with its chain and due time (computed per chunk) and
+# the nearest open possible duplicate. Rows no grid covers are not inserted; the statement returns them so
+# that the caller refuses the file or reports them.
+_INSERT_SQL = sql.SQL(
+    """
+WITH numbered AS (
     -- ids (and the codes made from them) follow the file's order
     SELECT g.*, nextval('incidents_id_seq') AS id
-    FROM (SELECT g.* FROM good g JOIN chain c ON c.row_no = g.n WHERE c.grid_code IS NOT NULL ORDER BY g.n) g
+    FROM (SELECT s.*, c.generation, c.grid_code, c.community_code, c.subdistrict_code, c.squad_code,
+                 c.grid_member_id, c.street_code, c.street_chief_id, c.river_code, c.river_chief_id, c.outside,
+                 c.item_due_at, ST_SetSRID(ST_MakePoint(s.lon, s.lat), 4326) AS geom
+          FROM {rows} s JOIN {chain} c ON c.row_no = s.row_no
+          WHERE c.grid_code IS NOT NULL AND NOT EXISTS (SELECT FROM import_code_errors e WHERE e.row_no = s.row_no)
+          ORDER BY s.row_no) g
 ), ins AS (
     INSERT INTO incidents (id, code, source, item_code, status, description, address, photos, reported_at, due_at,
         closed_at, deferred, satisfaction, reworks, geom, generation, grid_code, community_code, subdistrict_code,
@@ -841,12 +970,10 @@ WITH good AS MATERIALIZED (
         coalesce(g.code, (CAST(%(prefixes)s AS jsonb) ->> g.source)
                          || to_char(g.reported_at AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDD') || '-' || g.id),
         g.source, g.item_code, g.status, g.description, g.address, g.photos, g.reported_at,
-        coalesce(g.due_at, d.due_at), g.closed_at, g.deferred, g.satisfaction, g.reworks, g.geom, c.generation,
-        c.grid_code, c.community_code, c.subdistrict_code, c.squad_code, c.grid_member_id, c.street_code,
-        c.street_chief_id, c.river_code, c.river_chief_id, c.outside, dup.id, %(key_id)s
+        coalesce(g.due_at, g.item_due_at), g.closed_at, g.deferred, g.satisfaction, g.reworks, g.geom, g.generation,
+        g.grid_code, g.community_code, g.subdistrict_code, g.squad_code, g.grid_member_id, g.street_code,
+        g.street_chief_id, g.river_code, g.river_chief_id, g.outside, dup.id, %(key_id)s
     FROM numbered g
-    JOIN chain c ON c.row_no = g.n
-    JOIN due d ON d.row_no = g.n
     LEFT JOIN LATERAL (
         SELECT near.id FROM (
             -- the partial GiST index on open cases only (see the single intake): nearest first, then item and time
@@ -860,16 +987,18 @@ WITH good AS MATERIALIZED (
           AND near.reported_at BETWEEN g.reported_at - %(window)s AND g.reported_at + %(window)s
         LIMIT 1
     ) dup ON true
-    ORDER BY g.n
+    ORDER BY g.row_no
     ON CONFLICT (code) DO NOTHING
     RETURNING duplicate_of
 )
 SELECT (SELECT count(*) FROM ins), (SELECT count(duplicate_of) FROM ins),
-       (SELECT array_agg(ARRAY[g.row_no::text,
+       (SELECT array_agg(ARRAY[c.row_no::text,
                    'not covered: ' || round(c.distance_to_grid_m::numeric, 1) || ' m from the nearest grid '
-                   || c.nearest_grid_code || ' (check the coordinates and their crs)'] ORDER BY g.row_no)
-        FROM good g JOIN chain c ON c.row_no = g.n WHERE c.grid_code IS NULL)
+                   || c.nearest_grid_code || ' (check the coordinates and their crs)'] ORDER BY c.row_no)
+        FROM {chain} c
+        WHERE c.grid_code IS NULL AND NOT EXISTS (SELECT FROM import_code_errors e WHERE e.row_no = c.row_no))
 """
+)
 
 
 def rows_of(data: Iterable[dict[str, Any]]) -> bytes:

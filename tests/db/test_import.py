@@ -11,7 +11,7 @@ import geopandas as gpd
 import pytest
 from shapely.geometry import Point
 from sqlalchemy import text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from spatial.catalogue import item
 from spatial.crs import wgs84_to_gcj02
@@ -190,3 +190,65 @@ def test_a_file_without_the_needed_columns_is_refused_before_reading_it(conn: Co
         import_file(conn, path, key=CLI_KEY, rules=RULES)
     path = write_csv(tmp_path / "ok.csv", [["0508", *G1, "2017-03-15T10:00:00+08:00"]], ["item", "x", "y", "上报时间"])
     assert import_file(conn, path, key=CLI_KEY, rules=RULES, source="patrol").inserted == 1
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_helper_connections_or_not_the_same_rows_are_refused_and_imported(
+    conn: Connection, tmp_path: Path, workers: int
+) -> None:
+    path = write_csv(tmp_path / "cases.csv", ROWS)
+    with pytest.raises(ImportRefused) as refused:
+        import_file(conn, path, key=CLI_KEY, rules=RULES, workers=workers)
+    assert [(e.row, e.error) for e in refused.value.report.errors] == ERRORS
+    before = count(conn)
+    report = import_file(conn, path, key=CLI_KEY, rules=RULES, skip_invalid=True, workers=workers)
+    assert (report.rows, report.inserted, report.invalid) == (14, 5, 9)
+    assert [(e.row, e.error) for e in report.errors] == ERRORS
+    assert count(conn) == before + 5
+
+
+def test_a_file_split_among_helper_connections_is_checked_as_one_file(conn: Connection, tmp_path: Path) -> None:
+    # 12,000 rows: three chunks (rows 1-4000, 4001-8000, 8001-12000) on two helper connections
+    rows = [
+        [f"IMP-P-{n:05d}", "patrol", "0508", *(G1 if n % 2 else G2), "2017-03-15T10:00:00+08:00"]
+        for n in range(1, 12_001)
+    ]
+    rows[9_999][0] = rows[1][0]  # row 10,000 repeats row 2's code (another chunk, another connection)
+    rows[6_999][3:5] = ["104.0", "23.0"]  # row 7,000: no grid covers it
+    path = write_csv(tmp_path / "many.csv", rows, HEADER[:6])
+    before = count(conn)
+    report = import_file(conn, path, key=CLI_KEY, rules=RULES, skip_invalid=True, workers=2)
+    assert [(e.row, e.error) for e in report.errors] == [
+        (2, "code IMP-P-00002 appears 2 times in the file"),
+        (7000, "not covered: 44708.5 m from the nearest grid 532601001009007 (check the coordinates and their crs)"),
+        (10000, "code IMP-P-00002 appears 2 times in the file"),
+    ]
+    assert (report.rows, report.inserted, report.invalid) == (12_000, 11_997, 3)
+    assert count(conn) == before + 11_997
+    stored = conn.execute(
+        text("SELECT code, grid_code, grid_member_id FROM incidents WHERE code LIKE 'IMP-P-%' ORDER BY id")
+    ).all()
+    # ids follow the file's order whichever connection checked the row
+    assert [r.code for r in stored] == sorted(r.code for r in stored)
+    assert {(r.code[-1] in "13579", r.grid_code, r.grid_member_id) for r in stored} == {
+        (True, "532601001001001", "P0395"), (False, "532601001001002", "P0396"),
+    }  # fmt: skip
+
+
+def test_scratch_tables_of_a_rolled_back_import_are_swept_by_the_next(engine: Engine, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "cases.csv", ROWS[:5])
+    with engine.connect() as first:
+        with first.begin() as transaction:
+            import_file(first, path, key=CLI_KEY, rules=RULES, workers=2)
+            transaction.rollback()  # the import's own DROP of its scratch tables is undone with it
+        # the file, and each helper's checked rows and chains (no converted coordinates: WGS-84)
+        assert sorted(t.split("_", 1)[1] for t in _scratch_tables(first)) == ["chain_0", "chain_1", "raw", "rows_0",
+                                                                             "rows_1"]  # fmt: skip
+    with engine.connect() as second, second.begin() as transaction:
+        import_file(second, path, key=CLI_KEY, rules=RULES, workers=2)
+        assert _scratch_tables(second) == []
+        transaction.rollback()
+
+
+def _scratch_tables(conn: Connection) -> list[str]:
+    return list(conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'citygrid_import'")).scalars())

@@ -27,6 +27,14 @@ def _objects(url: str) -> tuple[set[str], set[str], set[str]]:
     return tables, functions, extensions
 
 
+def _schemas(url: str) -> set[str]:
+    engine = create_engine(url, poolclass=NullPool)
+    with engine.connect() as conn:
+        names = set(conn.execute(text("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'citygrid%'")).scalars())
+    engine.dispose()
+    return names
+
+
 def test_upgrade_from_empty_downgrade_to_empty_and_up_again() -> None:
     url = fresh_database("citygrid_migrations_test")
     assert _objects(url) == (set(), set(), set())
@@ -41,8 +49,10 @@ def test_upgrade_from_empty_downgrade_to_empty_and_up_again() -> None:
         "citygrid_audit_row",
     }  # fmt: skip
     assert extensions == {"postgis", "btree_gist"}
+    assert _schemas(url) == {"citygrid_import"}  # bulk imports' scratch tables (0005)
 
     migrate.downgrade(url)
+    assert _schemas(url) == set()
     assert _objects(url) == ({"alembic_version"}, set(), set())
 
     migrate.migrate(url)

@@ -1,0 +1,199 @@
+"""Where a bulk import keeps its scratch tables, and the helper connections that fill them on every core.
+
+An import of a million cases spends most of its time on per-row work that does not depend on the other rows:
+typing and checking each row, its responsibility chain (``citygrid_owner_points``) and its due time. That work
+is split into chunks of rows, done by one helper connection per core at once; only the final ``INSERT … SELECT``
+runs in the caller's transaction, so a file still goes in whole or not at all.
+
+Helper connections cannot see the caller's uncommitted temporary tables. So a parallel import stages the file
+and the per-row results in UNLOGGED tables of the ``citygrid_import`` schema (migration 0005), committed by the
+helpers. The caller's transaction holds an advisory lock on the import's id until it ends and drops the tables
+itself; tables left by an import whose transaction rolled back are swept by the next parallel import (their
+lock is free). A small file, or a caller's transaction that has already written something the helpers could
+not see (a boundary edit, a duty change), is staged in temporary tables of the caller's transaction instead,
+and the same statements run there one after another.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import secrets
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg2 import sql
+from sqlalchemy import Engine
+
+SCHEMA = "citygrid_import"
+# Advisory lock namespace (first key) of running imports; the second key is the import's id.
+LOCK_CLASS = 5_324_601
+PARALLEL_MIN_BYTES = 2_000_000  # ≈ 25,000 rows: below this, helper connections cost more than they save
+CHUNKS_PER_WORKER = 4  # several chunks each, so that a worker slowed by a busy core does not hold up the rest
+MIN_CHUNK_ROWS = 5_000
+MAX_WORKERS = 8
+
+Cursor = Any  # a psycopg2 cursor
+
+
+def default_workers() -> int:
+    """Return how many helper connections a large import uses: one per core of this machine (at most 8)."""
+    return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
+
+
+@dataclass(frozen=True)
+class Staging:
+    """The names of one import's scratch tables: temporary (caller's transaction) or shared (helpers)."""
+
+    import_id: int | None  # None: temporary tables in the caller's transaction
+
+    @classmethod
+    def shared(cls) -> Staging:
+        """Return the staging of a parallel import, with a new random id."""
+        return cls(import_id=secrets.randbelow(2**31 - 1) + 1)
+
+    @property
+    def parallel(self) -> bool:
+        """Whether helper connections fill these tables."""
+        return self.import_id is not None
+
+    def table(self, name: str) -> sql.Composable:
+        """Return the identifier of scratch table ``name`` (raw, coords, rows_0, chain_0, …)."""
+        if self.import_id is None:
+            return sql.Identifier(f"import_{name}")
+        return sql.Identifier(SCHEMA, f"i{self.import_id}_{name}")
+
+    def create_columns(self, name: str, columns: sql.Composable) -> sql.Composed:
+        """Return the CREATE TABLE statement of scratch table ``name`` with ``columns``."""
+        if self.import_id is None:
+            return sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(self.table(name), columns)
+        return sql.SQL("CREATE UNLOGGED TABLE {} ({})").format(self.table(name), columns)
+
+    def create_as(self, name: str) -> sql.Composed:
+        """Return the start of a CREATE TABLE … AS statement of scratch table ``name`` (the query follows)."""
+        if self.import_id is None:
+            return sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS ").format(self.table(name))
+        return sql.SQL("CREATE UNLOGGED TABLE {} AS ").format(self.table(name))
+
+    def union(self, name: str, workers: int) -> sql.Composable:
+        """Return a FROM item reading table ``name`` of every worker (``name_0`` … ``name_{workers-1}``)."""
+        parts = [sql.SQL("SELECT * FROM {}").format(self.table(f"{name}_{w}")) for w in range(workers)]
+        return sql.SQL("({})").format(sql.SQL(" UNION ALL ").join(parts))
+
+
+def helpers_can_see(cur: Cursor) -> bool:
+    """Return whether the caller's transaction has written nothing yet: then other connections see what it sees."""
+    cur.execute("SELECT txid_current_if_assigned() IS NULL")
+    row = cur.fetchone()
+    return bool(row and row[0])
+
+
+@contextmanager
+def helper(engine: Engine) -> Iterator[Cursor]:
+    """Yield a cursor in a transaction of its own on a pooled connection; commit when the block ends."""
+    with engine.connect() as connection:
+        raw = connection.connection.driver_connection
+        assert raw is not None
+        with connection.begin(), raw.cursor() as cur:
+            # an import of a million rows outlasts the engine's statement timeout (which guards requests)
+            cur.execute("SET LOCAL statement_timeout = 0")
+            cur.execute("SET LOCAL work_mem = '256MB'")
+            yield cur
+
+
+def sweep(cur: Cursor) -> int:
+    """Drop the scratch tables of imports whose transaction has ended (their lock is free); return how many."""
+    cur.execute(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relkind = 'r' AND c.relname ~ '^i[0-9]+_'",
+        (SCHEMA,),
+    )
+    by_import: dict[int, list[str]] = {}
+    for (name,) in cur.fetchall():
+        by_import.setdefault(int(name[1 : name.index("_")]), []).append(name)
+    dropped = 0
+    for import_id, names in sorted(by_import.items()):
+        cur.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", (LOCK_CLASS, import_id))
+        row = cur.fetchone()
+        if row and row[0]:
+            cur.execute(
+                sql.SQL("DROP TABLE IF EXISTS {}").format(
+                    sql.SQL(", ").join(sql.Identifier(SCHEMA, n) for n in sorted(names))
+                )
+            )
+            dropped += len(names)
+    return dropped
+
+
+def drop(cur: Cursor, staging: Staging, names: list[str]) -> None:
+    """Drop an import's shared scratch tables in the caller's transaction (temporary ones go at commit)."""
+    if staging.parallel:
+        cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.SQL(", ").join(staging.table(n) for n in names)))
+
+
+def chunks(rows: int, workers: int) -> list[tuple[int, int]]:
+    """Split row numbers 1..rows into contiguous ranges (first, last), a few per worker."""
+    if rows <= 0:
+        return []
+    count = max(1, min(workers * CHUNKS_PER_WORKER, -(-rows // MIN_CHUNK_ROWS)))
+    size = -(-rows // count)
+    return [(first, min(first + size - 1, rows)) for first in range(1, rows + 1, size)]
+
+
+def run_workers(
+    engine: Engine,
+    workers: int,
+    ranges: list[tuple[int, int]],
+    work: Callable[[Cursor, int, int, int], None],
+    prepare: Callable[[Cursor, int], None],
+    done: Callable[[int, int], None] | None = None,
+) -> None:
+    """Run ``work(cursor, worker, first, last)`` for every range on ``workers`` helper connections at once.
+
+    Each worker first calls ``prepare(cursor, worker)`` (its own tables), then takes ranges from a shared
+    queue until none is left, and commits once at the end; ``done(first, last)`` is called in this thread as
+    each range finishes (the progress bar). The first error stops every worker and is raised here.
+    """
+    todo: queue.Queue[tuple[int, int]] = queue.Queue()
+    for r in ranges:
+        todo.put(r)
+    finished: queue.Queue[tuple[int, int] | BaseException | None] = queue.Queue()
+    stop = threading.Event()
+
+    def loop(worker: int) -> None:
+        try:
+            with helper(engine) as cur:
+                prepare(cur, worker)
+                while not stop.is_set():
+                    try:
+                        first, last = todo.get_nowait()
+                    except queue.Empty:
+                        break
+                    work(cur, worker, first, last)
+                    finished.put((first, last))
+        except BaseException as exc:  # handed to the calling thread, which raises it
+            stop.set()
+            finished.put(exc)
+        finally:
+            finished.put(None)
+
+    threads = [threading.Thread(target=loop, args=(w,), name=f"citygrid-import-{w}") for w in range(workers)]
+    for thread in threads:
+        thread.start()
+    error: BaseException | None = None
+    running = workers
+    while running:
+        item = finished.get()
+        if item is None:
+            running -= 1
+        elif isinstance(item, BaseException):
+            error = error or item
+        elif done is not None:
+            done(*item)
+    for thread in threads:
+        thread.join()
+    if error is not None:
+        raise error
