@@ -12,6 +12,7 @@ TABLES = {
     "boundary_generations", "subdistricts", "communities", "grids", "grid_parts", "streets", "rivers", "squads",
     "people", "duties", "catalogue_categories", "catalogue_items", "illegal_buildings", "markets", "stalls",
     "operations", "incidents", "incident_events", "alembic_version", "api_keys", "working_calendar",
+    "grid_cells", "street_cells", "river_cells",
 }  # fmt: skip
 
 
@@ -37,7 +38,9 @@ def test_upgrade_from_empty_downgrade_to_empty_and_up_again() -> None:
     assert functions == {
         "citygrid_owner", "citygrid_owner_points", "citygrid_duty_holder", "citygrid_generation_at",
         "citygrid_refresh_grid_parts", "citygrid_default_demolished_m2", "citygrid_due_times", "citygrid_due_at",
-        "citygrid_import_time", "citygrid_count_change",
+        "citygrid_import_time", "citygrid_count_change", "citygrid_cell_m", "citygrid_cell_reach_m",
+        "citygrid_cells_near", "citygrid_cell_ring", "citygrid_file_grid_cells", "citygrid_refresh_grid_cells",
+        "citygrid_refresh_line_cells",
     }  # fmt: skip
     assert extensions == {"postgis", "btree_gist"}
 
@@ -48,5 +51,5 @@ def test_upgrade_from_empty_downgrade_to_empty_and_up_again() -> None:
     engine = create_engine(url, poolclass=NullPool)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM catalogue_items")).scalar_one() == 147
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0004"
     engine.dispose()
