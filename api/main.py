@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(exports.router)
     ogc.install(app, settings)
     mount_static(app)
+    app.add_middleware(owner.OwnerLookupShortcut)
     return app
 
 
