@@ -140,6 +140,11 @@ def _http_error(_: Request, exc: Exception) -> JSONResponse:
 
 def _database_down(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
+    return database_down_response(exc)
+
+
+def database_down_response(exc: DBAPIError) -> JSONResponse:
+    """Return 503 with Retry-After when the database cannot be reached; re-raise any other database error."""
     if isinstance(exc, OperationalError) or exc.connection_invalidated:
         return JSONResponse(
             error_body("database_unavailable", "the database is not reachable right now; retry shortly"),

@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     ogc.install(app, settings)
     mount_static(app)
+    app.add_middleware(owner.OwnerLookupShortcut)
     access.document_roles(app)
     return app
 

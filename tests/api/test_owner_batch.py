@@ -131,3 +131,14 @@ def test_cli_owner_single_point(settings) -> None:  # type: ignore[no-untyped-de
     far = CliRunner().invoke(app, ["owner", "104.1953751", "23.3625449"], env=env)
     assert far.exit_code == 2
     assert "not covered" in far.output
+
+
+def test_csv_batch_with_quotes_and_crlf_writes_rows_back_as_csv(planner_client: TestClient) -> None:
+    plain = "id,lon,lat\r\n1,104.244,23.371\r\n\r\n2,104.217011,23.363428\r\n"
+    quoted = 'id,name,lon,lat\n1,"文山, 开化",104.244,23.371\n2,"两行\n地址",104.217011,23.363428\n'
+    for body, names in ((plain, None), (quoted, ["文山, 开化", "两行\n地址"])):
+        response = planner_client.post("/v1/owner/batch", content=body.encode(), headers={"content-type": "text/csv"})
+        rows = parse(response.text)
+        assert [(r["id"], r["grid_code"]) for r in rows] == [("1", "532601001008006"), ("2", "532601001006007")]
+        if names is not None:
+            assert [r["name"] for r in rows] == names

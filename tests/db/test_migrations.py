@@ -12,6 +12,7 @@ TABLES = {
     "boundary_generations", "subdistricts", "communities", "grids", "grid_parts", "streets", "rivers", "squads",
     "people", "duties", "catalogue_categories", "catalogue_items", "illegal_buildings", "markets", "stalls",
     "operations", "incidents", "incident_events", "alembic_version", "api_keys", "working_calendar", "audit_log",
+    "grid_cells", "street_cells", "river_cells",
 }  # fmt: skip
 
 
@@ -46,7 +47,8 @@ def test_upgrade_from_empty_downgrade_to_empty_and_up_again() -> None:
         "citygrid_owner", "citygrid_owner_points", "citygrid_duty_holder", "citygrid_generation_at",
         "citygrid_refresh_grid_parts", "citygrid_default_demolished_m2", "citygrid_due_times", "citygrid_due_at",
         "citygrid_import_time", "citygrid_count_change", "citygrid_audit_refuse", "citygrid_audit_actor",
-        "citygrid_audit_row",
+        "citygrid_audit_row", "citygrid_cell_m", "citygrid_cell_reach_m", "citygrid_cells_near", "citygrid_cell_ring",
+        "citygrid_file_grid_cells", "citygrid_refresh_grid_cells", "citygrid_refresh_line_cells",
     }  # fmt: skip
     assert extensions == {"postgis", "btree_gist"}
     assert _schemas(url) == {"citygrid_import"}  # bulk imports' scratch tables (0005)

@@ -87,6 +87,11 @@ def test_codes_follow_the_national_grid_rule(conn: Connection) -> None:
     assert tuple(per_community) == (6, 8)
 
 
+# The owner lookup's cell tables (migration 0004) are read by cell number through a B-tree, never by a
+# spatial search: their pieces need no GiST index.
+FOUND_BY_CELL = ["grid_cells.geom_m", "river_cells.geom_m", "street_cells.geom_m"]
+
+
 def test_every_geometry_column_has_a_gist_index(conn: Connection) -> None:
     missing = (
         conn.execute(
@@ -100,7 +105,7 @@ def test_every_geometry_column_has_a_gist_index(conn: Connection) -> None:
         .scalars()
         .all()
     )
-    assert missing == []
+    assert sorted(missing) == FOUND_BY_CELL
 
 
 def test_grid_parts_cover_exactly_the_grids(conn: Connection) -> None:

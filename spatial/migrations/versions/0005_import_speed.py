@@ -8,14 +8,14 @@ helpers and dropped by the import that made them; a rolled-back import leaves th
 to sweep (spatial.import_staging).
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-11-28
 """
 
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
