@@ -15,6 +15,8 @@ over 390 cells), while its z-score is 5.0.
 
 from __future__ import annotations
 
+import io
+import re
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
@@ -118,14 +120,53 @@ def aggregate_h3(conn: Connection, filters: Filters, resolution: int, generation
     cells = sorted(set(study) | {n for c in study for n in h3.grid_disk(c, 1)})
     index = {c: k for k, c in enumerate(cells)}
     counts = np.zeros(len(cells))
-    rows = conn.execute(text(f"SELECT ST_Y(i.geom), ST_X(i.geom) FROM incidents i WHERE {where}"), params)
-    for lat, lon in rows:
-        k = index.get(h3.latlng_to_cell(lat, lon, resolution))
+    lon, lat = _incident_points(conn, where, params)
+    to_cell = h3.api.basic_int.latlng_to_cell  # integer cells: half the time of h3's string API
+    found, per_cell = np.unique(
+        np.fromiter((to_cell(y, x, resolution) for y, x in zip(lat.tolist(), lon.tolist(), strict=True)),
+                    dtype=np.uint64, count=len(lat)),
+        return_counts=True,
+    )  # fmt: skip
+    for cell_int, n in zip(found.tolist(), per_cell.tolist(), strict=True):
+        k = index.get(h3.int_to_str(cell_int))
         if k is not None:
-            counts[k] += 1
+            counts[k] += n
     neighbours = {k: [index[n] for n in h3.grid_disk(c, 1) if n != c and n in index] for c, k in index.items()}
     polygons = [_h3_polygon(c) for c in cells]
     return Cells(ids=cells, counts=counts, polygons=polygons, neighbours=neighbours)
+
+
+# PostgreSQL's binary COPY of (x float8, y float8): per row a field count, then each field's length and value.
+_COPY_HEADER = 19
+_COPY_ROW = np.dtype([("fields", ">i2"), ("x_len", ">i4"), ("x", ">f8"), ("y_len", ">i4"), ("y", ">f8")])
+
+
+def _incident_points(
+    conn: Connection, where: str, params: dict[str, Any]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Return lon and lat of the incidents matching ``where`` (built by ``Filters.where``) as arrays.
+
+    A binary COPY read straight into numpy: a million rows cost about a second more as Python row objects.
+    COPY takes no bound parameters, so psycopg2 quotes them into the statement (``mogrify``).
+    """
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    cursor: Any = dbapi.cursor()  # psycopg2's: mogrify and copy_expert are not in the DB-API
+    try:
+        statement = cursor.mogrify(
+            "COPY (SELECT ST_X(i.geom), ST_Y(i.geom) FROM incidents i WHERE "
+            + re.sub(r":(p\d+)\b", r"%(\1)s", where.replace("%", "%%"))
+            + ") TO STDOUT (FORMAT binary)",
+            params,
+        )
+        buffer = io.BytesIO()
+        cursor.copy_expert(statement, buffer)
+    finally:
+        cursor.close()
+    data = buffer.getbuffer()
+    rows = np.frombuffer(data, dtype=_COPY_ROW, count=(len(data) - _COPY_HEADER - 2) // _COPY_ROW.itemsize,
+                         offset=_COPY_HEADER)  # fmt: skip
+    return rows["x"].astype(float), rows["y"].astype(float)
 
 
 def aggregate_grids(conn: Connection, filters: Filters, generation: int) -> Cells:

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from spatial.changes import VersionedCache, table_version
+from spatial.changes import SharedCache
 from spatial.errors import InvalidInput, NotFound
 
 
@@ -33,7 +33,8 @@ TILE_LAYERS = {
     "stalls": TileLayer("stalls", ("t.code", "t.kind", "t.licensed"), status_column=None),
 }
 MAX_ZOOM = 22
-_TILES: VersionedCache[bytes] = VersionedCache(size=512)
+# Shared by every worker and kept across restarts; a layer's tiles follow its change counter.
+_TILES = {name: SharedCache(f"tile:{name}", spec.table, size=256) for name, spec in TILE_LAYERS.items()}
 
 
 def tile(
@@ -66,4 +67,4 @@ def tile(
         data = conn.execute(query, params).scalar_one()
         return bytes(data) if data is not None else b""
 
-    return _TILES.get((layer, z, x, y, status, subdistrict), table_version(conn, spec.table), compute)
+    return _TILES[layer].get(conn, (z, x, y, status, subdistrict), compute)

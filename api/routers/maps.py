@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -12,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import ConnectionDep, SettingsDep
 from spatial import hotspots, tiles
 from spatial.catalogue import category, item
+from spatial.changes import SharedCache
 from spatial.errors import InvalidInput
 from spatial.layers import incidents as incidents_layer
 from spatial.layers import streets as streets_layer
@@ -19,6 +21,15 @@ from spatial.layers.base import BBox, current_generation
 from webmap.builder import build_map
 
 router = APIRouter(tags=["map"])
+
+# Heat cells and hotspot answers as sent, shared by every worker (spatial.changes.SharedCache).
+_HEAT = SharedCache("heat", "incidents")
+_HOTSPOTS = SharedCache("hotspots", "incidents", size=32)
+
+
+def _json(body: dict[str, Any]) -> bytes:
+    # Heat cell centres come from PostgreSQL as numeric (Decimal): sent as JSON numbers, as FastAPI would.
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=float).encode()
 
 
 def incident_filters(
@@ -88,14 +99,19 @@ def heat(
     filters: FiltersDep,
     bbox: Annotated[str, Query(description="west,south,east,north in WGS-84 degrees")],
     zoom: Annotated[int, Query(ge=0, le=22, description="the map's zoom: cells are ≈8 pixels")],
-) -> dict[str, Any]:
+) -> Response:
     """Return ``cells`` as [lat, lon, count] and their ``total`` for the incidents matching the filters."""
     box = BBox.parse(bbox)
     where, params = filters.where()
-    cells = incidents_layer.heat(
-        conn, bbox=(box.west, box.south, box.east, box.north), zoom=zoom, where=where, params=params
-    )
-    return {"cells": cells, "total": sum(c[2] for c in cells)}
+
+    def compute() -> bytes:
+        cells = incidents_layer.heat(
+            conn, bbox=(box.west, box.south, box.east, box.north), zoom=zoom, where=where, params=params
+        )
+        return _json({"cells": cells, "total": sum(c[2] for c in cells)})
+
+    body = _HEAT.get(conn, (box.west, box.south, box.east, box.north, zoom, filters), compute)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/v1/hotspots", summary="Getis-Ord Gi* hotspots of incidents (GeoJSON)")
@@ -107,17 +123,17 @@ async def hotspots_of_incidents(
 ) -> Response:
     """Return one feature per cell with count, z, p_sim, p_value and Gi_Bin (±3/±2/±1 = 99/95/90 %)."""
 
-    def compute() -> bytes:
-        import json
-
+    def answer() -> bytes:
         chosen = generation or current_generation(conn)
         if chosen is None:
             raise InvalidInput("no boundaries are loaded")
-        return json.dumps(
-            hotspots.analyse(conn, filters, cell=cell, generation=chosen), ensure_ascii=False, separators=(",", ":")
-        ).encode()
+        return _HOTSPOTS.get(
+            conn,
+            (filters, cell, chosen),
+            lambda: _json(hotspots.analyse(conn, filters, cell=cell, generation=chosen)),
+        )
 
-    return Response(await run_in_threadpool(compute), media_type="application/geo+json")
+    return Response(await run_in_threadpool(answer), media_type="application/geo+json")
 
 
 @router.get("/v1/streets/chiefs", summary="Streets with a street chief (街长) now")

@@ -6,6 +6,9 @@ import mapbox_vector_tile
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
+from api.main import create_app
+from api.routers import maps
+from spatial.settings import Settings
 from tests.support import buildings_in_tile
 
 CITY_TILE = (13, 6468, 3548)  # the zoom-13 tile holding the city centre (104.244 E, 23.371 N)
@@ -64,3 +67,50 @@ def test_cached_heat_follows_a_change_at_once(client: TestClient, engine: Engine
         with engine.begin() as conn:
             conn.execute(text("UPDATE incidents SET source = 'hotline' WHERE code = 'RX2017-000001'"))
     assert client.get("/v1/heat", params=params).json()["total"] == before
+
+
+HEAT = {"bbox": "104.20,23.33,104.29,23.41", "zoom": 13}
+HEAT_KEY = "[104.2,23.33,104.29,23.41,13,%"  # how SharedCache writes the key of HEAT
+
+
+def stored_heat(engine: Engine) -> list[tuple[int, bytes]]:
+    with engine.connect() as conn:
+        version = conn.execute(text("SELECT last_value FROM citygrid_changes_incidents")).scalar_one()
+        rows = conn.execute(
+            text("SELECT version, body FROM citygrid_derived WHERE kind = 'heat' AND key LIKE :key"), {"key": HEAT_KEY}
+        ).all()
+    return [(int(v), bytes(b)) for v, b in rows if v == version]
+
+
+def test_heat_is_shared_through_the_database(client: TestClient, settings: Settings, engine: Engine) -> None:
+    first = client.get("/v1/heat", params=HEAT)
+    assert first.status_code == 200
+    assert [body for _, body in stored_heat(engine)] == [first.content]
+    # Another worker (its own empty process cache) answers from the table: mark the stored body to see it.
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE citygrid_derived SET body = :body WHERE kind = 'heat' AND key LIKE :key"),
+            {"body": b'{"cells":[],"total":-1}', "key": HEAT_KEY},
+        )
+    maps._HEAT.local.entries.clear()
+    with TestClient(create_app(settings)) as other_worker:
+        assert other_worker.get("/v1/heat", params=HEAT).json() == {"cells": [], "total": -1}
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM citygrid_derived WHERE kind = 'heat'"))
+    maps._HEAT.local.entries.clear()
+    assert client.get("/v1/heat", params=HEAT).content == first.content
+
+
+def test_heat_computed_while_incidents_are_written_is_not_kept(client: TestClient, engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM citygrid_derived WHERE kind = 'heat'"))
+    maps._HEAT.local.entries.clear()
+    with engine.connect() as writer:
+        transaction = writer.begin()
+        writer.execute(text("UPDATE incidents SET source = 'media' WHERE code = 'RX2017-000001'"))
+        # The counter has moved, the change is not committed: the answer is right now but may not be kept.
+        answer = client.get("/v1/heat", params=HEAT).json()
+        assert stored_heat(engine) == []
+        transaction.rollback()
+    assert client.get("/v1/heat", params=HEAT).json() == answer
+    assert len(stored_heat(engine)) == 1
