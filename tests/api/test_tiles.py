@@ -34,6 +34,25 @@ def test_building_tile_holds_the_footprints_of_its_area(client: TestClient, engi
     assert len(filtered["illegal_buildings"]["features"]) == demolished
 
 
+def test_building_tiles_carry_details_from_zoom_16(client: TestClient, engine: Engine) -> None:
+    overview = mapbox_vector_tile.decode(client.get("/v1/tiles/illegal_buildings/13/6468/3548.pbf").content)
+    assert {tuple(sorted(f["properties"])) for f in overview["illegal_buildings"]["features"]} == {("status",)}
+    x, y = 6468 * 8 + 3, 3548 * 8 + 4  # a zoom-16 tile inside the city tile
+    detail = mapbox_vector_tile.decode(client.get(f"/v1/tiles/illegal_buildings/16/{x}/{y}.pbf").content)
+    features = detail["illegal_buildings"]["features"]
+    with engine.connect() as conn:
+        assert len(features) == buildings_in_tile(conn, 16, x, y) > 0
+        codes = {f["properties"]["code"]: f["properties"] for f in features}
+        rows = conn.execute(
+            text("SELECT code, status, floors, round(footprint_m2::numeric, 1) FROM illegal_buildings"
+                 " WHERE code = ANY(:codes)"),
+            {"codes": list(codes)},
+        ).all()  # fmt: skip
+    assert {r.code: (r.status, r.floors, float(r.round)) for r in rows} == {
+        code: (p["status"], p["floors"], p["footprint_m2"]) for code, p in codes.items()
+    }
+
+
 def test_tiles_refuse_unknown_layers_and_impossible_tiles(client: TestClient) -> None:
     assert client.get("/v1/tiles/people/13/6468/3548.pbf").status_code == 404
     bad = client.get("/v1/tiles/stalls/3/9/9.pbf")
