@@ -53,9 +53,17 @@ _TILES = {name: SharedCache(f"tile:{name}", spec.table, size=256) for name, spec
 
 
 def tile(
-    conn: Connection, layer: str, z: int, x: int, y: int, *, status: str | None = None, subdistrict: str | None = None
+    conn: Connection,
+    layer: str,
+    z: int,
+    x: int,
+    y: int,
+    *,
+    status: str | None = None,
+    subdistrict: str | None = None,
+    gzipped: bool = False,
 ) -> bytes:
-    """Return one MVT tile of ``layer`` (EPSG:3857 tiling), filtered by status and subdistrict."""
+    """Return one MVT tile of ``layer`` (EPSG:3857 tiling), filtered by status and subdistrict (gzipped: compressed)."""
     spec = TILE_LAYERS.get(layer)
     if spec is None:
         raise NotFound(f"no vector tiles for {layer!r}; tiled layers: {', '.join(TILE_LAYERS)}")
@@ -82,4 +90,5 @@ def tile(
         data = conn.execute(query, params).scalar_one()
         return bytes(data) if data is not None else b""
 
-    return _TILES[layer].get(conn, (z, x, y, status, subdistrict), compute)
+    cache = _TILES[layer]
+    return (cache.get_gzip if gzipped else cache.get)(conn, (z, x, y, status, subdistrict), compute)

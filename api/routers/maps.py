@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -25,6 +26,14 @@ router = APIRouter(tags=["map"])
 # Heat cells and hotspot answers as sent, shared by every worker (spatial.changes.SharedCache).
 _HEAT = SharedCache("heat", "incidents")
 _HOTSPOTS = SharedCache("hotspots", "incidents", size=32)
+
+
+def _compressed(request: Request, body: bytes, media_type: str, headers: dict[str, str] | None = None) -> Response:
+    """Send gzip-compressed ``body`` as it is to a client that accepts gzip, decompressed to any other."""
+    headers = {**(headers or {}), "Vary": "Accept-Encoding"}
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        return Response(body, media_type=media_type, headers={**headers, "Content-Encoding": "gzip"})
+    return Response(gzip.decompress(body), media_type=media_type, headers=headers)
 
 
 def _json(body: dict[str, Any]) -> bytes:
@@ -80,6 +89,7 @@ def planners_map(
     responses={200: {"content": {"application/vnd.mapbox-vector-tile": {}}}},
 )
 def vector_tile(
+    request: Request,
     conn: ConnectionDep,
     layer: str,
     z: int,
@@ -89,12 +99,13 @@ def vector_tile(
     subdistrict: Annotated[str | None, Query(description="only features in this subdistrict")] = None,
 ) -> Response:
     """Return one Mapbox Vector Tile of ``layer`` (illegal_buildings, incidents, stalls)."""
-    data = tiles.tile(conn, layer, z, x, y, status=status, subdistrict=subdistrict)
-    return Response(data, media_type="application/vnd.mapbox-vector-tile", headers={"Cache-Control": "max-age=60"})
+    data = tiles.tile(conn, layer, z, x, y, status=status, subdistrict=subdistrict, gzipped=True)
+    return _compressed(request, data, "application/vnd.mapbox-vector-tile", {"Cache-Control": "max-age=60"})
 
 
 @router.get("/v1/heat", summary="Incident density cells for the heat map")
 def heat(
+    request: Request,
     conn: ConnectionDep,
     filters: FiltersDep,
     bbox: Annotated[str, Query(description="west,south,east,north in WGS-84 degrees")],
@@ -110,12 +121,13 @@ def heat(
         )
         return _json({"cells": cells, "total": sum(c[2] for c in cells)})
 
-    body = _HEAT.get(conn, (box.west, box.south, box.east, box.north, zoom, filters), compute)
-    return Response(body, media_type="application/json")
+    body = _HEAT.get_gzip(conn, (box.west, box.south, box.east, box.north, zoom, filters), compute)
+    return _compressed(request, body, "application/json")
 
 
 @router.get("/v1/hotspots", summary="Getis-Ord Gi* hotspots of incidents (GeoJSON)")
 async def hotspots_of_incidents(
+    request: Request,
     conn: ConnectionDep,
     filters: FiltersDep,
     cell: Annotated[str, Query(description="h3:<5..11> (default h3:9) or grid")] = "h3:9",
@@ -127,13 +139,13 @@ async def hotspots_of_incidents(
         chosen = generation or current_generation(conn)
         if chosen is None:
             raise InvalidInput("no boundaries are loaded")
-        return _HOTSPOTS.get(
+        return _HOTSPOTS.get_gzip(
             conn,
             (filters, cell, chosen),
             lambda: _json(hotspots.analyse(conn, filters, cell=cell, generation=chosen)),
         )
 
-    return Response(await run_in_threadpool(answer), media_type="application/geo+json")
+    return _compressed(request, await run_in_threadpool(answer), "application/geo+json")
 
 
 @router.get("/v1/streets/chiefs", summary="Streets with a street chief (街长) now")

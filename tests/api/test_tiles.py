@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+
 import mapbox_vector_tile
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
@@ -98,7 +100,7 @@ def stored_heat(engine: Engine) -> list[tuple[int, bytes]]:
         rows = conn.execute(
             text("SELECT version, body FROM citygrid_derived WHERE kind = 'heat' AND key LIKE :key"), {"key": HEAT_KEY}
         ).all()
-    return [(int(v), bytes(b)) for v, b in rows if v == version]
+    return [(int(v), gzip.decompress(b)) for v, b in rows if v == version]  # kept gzip-compressed
 
 
 def test_heat_is_shared_through_the_database(client: TestClient, settings: Settings, engine: Engine) -> None:
@@ -109,7 +111,7 @@ def test_heat_is_shared_through_the_database(client: TestClient, settings: Setti
     with engine.begin() as conn:
         conn.execute(
             text("UPDATE citygrid_derived SET body = :body WHERE kind = 'heat' AND key LIKE :key"),
-            {"body": b'{"cells":[],"total":-1}', "key": HEAT_KEY},
+            {"body": gzip.compress(b'{"cells":[],"total":-1}'), "key": HEAT_KEY},
         )
     maps._HEAT.local.entries.clear()
     with TestClient(create_app(settings)) as other_worker:
@@ -133,3 +135,15 @@ def test_heat_computed_while_incidents_are_written_is_not_kept(client: TestClien
         transaction.rollback()
     assert client.get("/v1/heat", params=HEAT).json() == answer
     assert len(stored_heat(engine)) == 1
+
+
+def test_map_data_is_sent_gzip_compressed_to_clients_that_accept_it(client: TestClient) -> None:
+    z, x, y = CITY_TILE
+    for path, params in ((f"/v1/tiles/illegal_buildings/{z}/{x}/{y}.pbf", {}), ("/v1/heat", HEAT)):
+        compressed = client.get(path, params=params, headers={"Accept-Encoding": "gzip"})
+        plain = client.get(path, params=params, headers={"Accept-Encoding": "identity"})
+        assert compressed.headers["content-encoding"] == "gzip"
+        assert "content-encoding" not in plain.headers
+        assert compressed.headers["vary"] == plain.headers["vary"] == "Accept-Encoding"
+        assert compressed.content == plain.content  # httpx inflates the gzip body
+        assert int(compressed.headers["content-length"]) < len(plain.content)

@@ -39,7 +39,7 @@
   var DEFAULT_ON = ["subdistricts", "grids", "streets", "rivers", "markets", "stalls", "illegal_buildings",
     "heat", "hotspots"];
 
-  var state = { counts: {}, loaded: {}, errors: [], requests: 0 };
+  var state = { counts: {}, loaded: {}, drawnAt: {}, errors: [], requests: 0 };
   var map, config, lang, overlays = {}, control, legend, panel, filters;
 
   function t(key) { return (T[lang] && T[lang][key]) || key; }
@@ -86,6 +86,7 @@
   function done(name, count) {
     state.counts[name] = count;
     state.loaded[name] = true;
+    state.drawnAt[name] = Math.round(performance.now());  // ms since navigation, for benchmarks/map.py
     var pending = DEFAULT_ON.filter(function (n) { return !state.loaded[n]; });
     if (!pending.length) { document.body.setAttribute("data-ready", "true"); }
   }
