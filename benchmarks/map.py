@@ -128,7 +128,7 @@ def main() -> None:
     env = {"DATABASE_URL": url, "CITYGRID_MAP_BASEMAP": "none"}
     engine = create_engine(url)
     with engine.begin() as conn:  # forget every derived result (tiles, heat, hotspots) kept by an earlier run
-        conn.execute(text("TRUNCATE citygrid_derived"))
+        conn.execute(text("TRUNCATE citygrid_cache.derived"))
     # Every page load below is a new browser with an empty profile; what differs is the server.
     with server(command, env, "/health") as running:
         base = running.base

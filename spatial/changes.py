@@ -90,7 +90,7 @@ def settled_version(conn: Connection, table: str) -> tuple[int, bool]:
 
 
 class SharedCache:
-    """Derived results as bytes, shared by every worker through the ``citygrid_derived`` table.
+    """Derived results as bytes, shared by every worker through the ``citygrid_cache.derived`` table.
 
     Results are kept gzip-compressed: a browser takes them as they are (``Content-Encoding: gzip``), and
     the table holds a third to a tenth of the bytes.
@@ -120,7 +120,9 @@ class SharedCache:
             if hit is not None and hit[0] == version:
                 return hit[2]
             stored = conn.execute(
-                text("SELECT body FROM citygrid_derived WHERE kind = :kind AND key = :key AND version = :version"),
+                text(
+                    "SELECT body FROM citygrid_cache.derived WHERE kind = :kind AND key = :key AND version = :version"
+                ),
                 {"kind": self.kind, "key": key_text, "version": version},
             ).scalar()
             if stored is not None:
@@ -137,23 +139,25 @@ class SharedCache:
         with conn.engine.begin() as writer:
             writer.execute(
                 text(
-                    "INSERT INTO citygrid_derived (kind, key, version, body) VALUES (:kind, :key, :version, :body)"
-                    " ON CONFLICT (kind, key) DO UPDATE SET version = excluded.version, body = excluded.body,"
-                    " computed_at = now() WHERE citygrid_derived.version <= excluded.version"
+                    "INSERT INTO citygrid_cache.derived (kind, key, version, body)"
+                    " VALUES (:kind, :key, :version, :body) ON CONFLICT (kind, key) DO UPDATE"
+                    " SET version = excluded.version, body = excluded.body, computed_at = now()"
+                    " WHERE derived.version <= excluded.version"
                 ),
                 params,
             )
             writer.execute(
-                text("DELETE FROM citygrid_derived WHERE kind = :kind AND version < :version"),
+                text("DELETE FROM citygrid_cache.derived WHERE kind = :kind AND version < :version"),
                 {"kind": self.kind, "version": version},
             )
             self.stores += 1
             if self.stores % 64 == 0:
                 writer.execute(
                     text(
-                        "DELETE FROM citygrid_derived d USING (SELECT key FROM (SELECT key, sum(octet_length(body))"
-                        " OVER (ORDER BY computed_at DESC, key) AS kept FROM citygrid_derived WHERE kind = :kind) r"
-                        " WHERE kept > :max_bytes) old WHERE d.kind = :kind AND d.key = old.key"
+                        "DELETE FROM citygrid_cache.derived d USING (SELECT key FROM (SELECT key,"
+                        " sum(octet_length(body)) OVER (ORDER BY computed_at DESC, key) AS kept"
+                        " FROM citygrid_cache.derived WHERE kind = :kind) r WHERE kept > :max_bytes) old"
+                        " WHERE d.kind = :kind AND d.key = old.key"
                     ),
                     {"kind": self.kind, "max_bytes": self.max_bytes},
                 )

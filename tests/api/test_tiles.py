@@ -98,7 +98,8 @@ def stored_heat(engine: Engine) -> list[tuple[int, bytes]]:
     with engine.connect() as conn:
         version = conn.execute(text("SELECT last_value FROM citygrid_changes_incidents")).scalar_one()
         rows = conn.execute(
-            text("SELECT version, body FROM citygrid_derived WHERE kind = 'heat' AND key LIKE :key"), {"key": HEAT_KEY}
+            text("SELECT version, body FROM citygrid_cache.derived WHERE kind = 'heat' AND key LIKE :key"),
+            {"key": HEAT_KEY},
         ).all()
     return [(int(v), gzip.decompress(b)) for v, b in rows if v == version]  # kept gzip-compressed
 
@@ -110,21 +111,21 @@ def test_heat_is_shared_through_the_database(client: TestClient, settings: Setti
     # Another worker (its own empty process cache) answers from the table: mark the stored body to see it.
     with engine.begin() as conn:
         conn.execute(
-            text("UPDATE citygrid_derived SET body = :body WHERE kind = 'heat' AND key LIKE :key"),
+            text("UPDATE citygrid_cache.derived SET body = :body WHERE kind = 'heat' AND key LIKE :key"),
             {"body": gzip.compress(b'{"cells":[],"total":-1}'), "key": HEAT_KEY},
         )
     maps._HEAT.local.entries.clear()
     with TestClient(create_app(settings)) as other_worker:
         assert other_worker.get("/v1/heat", params=HEAT).json() == {"cells": [], "total": -1}
     with engine.begin() as conn:
-        conn.execute(text("DELETE FROM citygrid_derived WHERE kind = 'heat'"))
+        conn.execute(text("DELETE FROM citygrid_cache.derived WHERE kind = 'heat'"))
     maps._HEAT.local.entries.clear()
     assert client.get("/v1/heat", params=HEAT).content == first.content
 
 
 def test_heat_computed_while_incidents_are_written_is_not_kept(client: TestClient, engine: Engine) -> None:
     with engine.begin() as conn:
-        conn.execute(text("DELETE FROM citygrid_derived WHERE kind = 'heat'"))
+        conn.execute(text("DELETE FROM citygrid_cache.derived WHERE kind = 'heat'"))
     maps._HEAT.local.entries.clear()
     with engine.connect() as writer:
         transaction = writer.begin()

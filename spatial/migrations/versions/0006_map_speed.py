@@ -1,8 +1,9 @@
 """Map speed: derived results (vector tiles, heat cells, hotspot analyses) kept in PostgreSQL for every worker.
 
-``citygrid_derived`` holds each result as bytes with the change counter (migration 0003) it was computed
-at; ``spatial.changes.SharedCache`` reads and writes it. It is UNLOGGED: a crash empties it, and the
-results are computed again — nothing in it is data of record.
+``citygrid_cache.derived`` holds each result as bytes with the change counter (migration 0003) it was
+computed at; ``spatial.changes.SharedCache`` reads and writes it. Nothing in it is data of record, so it
+lives in a schema of its own (a backup can leave it out: ``pg_dump --exclude-schema=citygrid_cache``) and
+is UNLOGGED: a crash empties it, and the results are computed again.
 
 Revision ID: 0006
 Revises: 0003
@@ -18,9 +19,10 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.execute("CREATE SCHEMA citygrid_cache")
     op.execute(
         """
-        CREATE UNLOGGED TABLE citygrid_derived (
+        CREATE UNLOGGED TABLE citygrid_cache.derived (
             kind        text NOT NULL,
             key         text NOT NULL,
             version     bigint NOT NULL,
@@ -33,4 +35,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute("DROP TABLE IF EXISTS citygrid_derived")
+    op.execute("DROP TABLE IF EXISTS citygrid_cache.derived")
+    op.execute("DROP SCHEMA IF EXISTS citygrid_cache")
