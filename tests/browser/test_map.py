@@ -103,6 +103,18 @@ def test_the_map_draws_every_layer_and_answers_a_click(browser: Browser, live_se
     output = ROOT / "test-output"
     output.mkdir(exist_ok=True)
     page.screenshot(path=str(output / "map.png"), full_page=True)
+
+    # Zoomed in, the footprints drawn are those of the new zoom's tiles only.
+    page.evaluate(
+        "() => { window.citygrid.state.loaded.illegal_buildings = false;"
+        f" window.citygrid.map.setView([{CENTRE[1]}, {CENTRE[0]}], 17); }}"
+    )
+    page.wait_for_function("() => window.citygrid.state.loaded.illegal_buildings === true", timeout=15_000)
+    zoomed = page.evaluate("() => window.citygrid.overlays.illegal_buildings.tileFeatures()")
+    with engine.connect() as conn:
+        assert zoomed == {key: buildings_in_tile(conn, *map(int, key.split("/"))) for key in zoomed}
+    assert {key.split("/")[0] for key in zoomed} == {"16"}
+    assert page.evaluate("() => window.citygrid.state.counts.illegal_buildings") == sum(zoomed.values()) > 0
     page.close()
 
     assert problems == []

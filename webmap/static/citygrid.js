@@ -316,12 +316,21 @@
     });
     var layer = new Layer({ tileSize: 512, minZoom: 1, maxZoom: 20, className: "cg-buildings" });
     layer.on("tileunload", function (e) { delete features[(e.coords.z - 1) + "/" + e.coords.x + "/" + e.coords.y]; });
+    // The tiles of the current zoom in view → their footprints. Leaflet keeps the previous zoom's tiles a
+    // moment after "load" (until it prunes them); they are not counted.
+    layer.tileFeatures = function () {
+      var shown = {};
+      Object.keys(layer._tiles).forEach(function (id) {
+        var tile = layer._tiles[id], key = (tile.coords.z - 1) + "/" + tile.coords.x + "/" + tile.coords.y;
+        if (tile.current && key in features) { shown[key] = features[key]; }
+      });
+      return shown;
+    };
     layer.on("load", function () {
-      var n = 0;
-      Object.keys(features).forEach(function (key) { n += features[key]; });
+      var n = 0, shown = layer.tileFeatures();
+      Object.keys(shown).forEach(function (key) { n += shown[key]; });
       done("illegal_buildings", n);
     });
-    layer.tileFeatures = function () { return features; };
     layer.reload = function () { generation += 1; features = {}; layer.redraw(); };
     return layer;
   }
