@@ -5,11 +5,13 @@ from __future__ import annotations
 import gzip
 
 import mapbox_vector_tile
+import numpy as np
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 from api.main import create_app
 from api.routers import maps
+from spatial.changes import SharedCache
 from spatial.settings import Settings
 from tests.support import buildings_in_tile
 
@@ -148,3 +150,21 @@ def test_map_data_is_sent_gzip_compressed_to_clients_that_accept_it(client: Test
         assert compressed.headers["vary"] == plain.headers["vary"] == "Accept-Encoding"
         assert compressed.content == plain.content  # httpx inflates the gzip body
         assert int(compressed.headers["content-length"]) < len(plain.content)
+
+
+def test_a_kind_keeps_at_most_max_bytes_newest_first(engine: Engine) -> None:
+    cache = SharedCache("test-trim", "stalls", max_bytes=10_000)
+    bodies = {n: np.random.default_rng(n).bytes(1_000) for n in range(64)}  # random: gzip cannot shrink them
+    try:
+        with engine.connect() as conn:
+            for n, body in bodies.items():
+                assert cache.get(conn, n, lambda body=body: body) == body
+        with engine.connect() as conn:
+            kept = conn.execute(
+                text("SELECT key FROM citygrid_cache.derived WHERE kind = 'test-trim' ORDER BY computed_at, key")
+            ).scalars()
+            # The 64th store trims the kind to 10,000 bytes: the newest nine bodies of 1,000 (+ gzip's 23) stay.
+            assert sorted(int(key) for key in kept) == list(range(55, 64))
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM citygrid_cache.derived WHERE kind = 'test-trim'"))
