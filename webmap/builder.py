@@ -27,7 +27,6 @@ STATIC_DIR = WEBMAP / "static"
 VENDOR_JS = (
     "leaflet.heat/dist/leaflet-heat.js",
     "leaflet.markercluster/dist/leaflet.markercluster.js",
-    "leaflet.vectorgrid/dist/Leaflet.VectorGrid.bundled.min.js",
 )
 VENDOR_CSS = ("leaflet.markercluster/dist/MarkerCluster.css", "leaflet.markercluster/dist/MarkerCluster.Default.css")
 

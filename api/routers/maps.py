@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -14,6 +16,7 @@ from api.deps import ConnectionDep, SettingsDep
 from api.errors import documented
 from spatial import hotspots, tiles
 from spatial.catalogue import category, item
+from spatial.changes import SharedCache
 from spatial.errors import InvalidInput
 from spatial.layers import incidents as incidents_layer
 from spatial.layers import streets as streets_layer
@@ -21,6 +24,23 @@ from spatial.layers.base import BBox, current_generation
 from webmap.builder import build_map
 
 router = APIRouter(tags=["map"])
+
+# Heat cells and hotspot answers as sent, shared by every worker (spatial.changes.SharedCache).
+_HEAT = SharedCache("heat", "incidents")
+_HOTSPOTS = SharedCache("hotspots", "incidents", size=32)
+
+
+def _compressed(request: Request, body: bytes, media_type: str, headers: dict[str, str] | None = None) -> Response:
+    """Send gzip-compressed ``body`` as it is to a client that accepts gzip, decompressed to any other."""
+    headers = {**(headers or {}), "Vary": "Accept-Encoding"}
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        return Response(body, media_type=media_type, headers={**headers, "Content-Encoding": "gzip"})
+    return Response(gzip.decompress(body), media_type=media_type, headers=headers)
+
+
+def _json(body: dict[str, Any]) -> bytes:
+    # Heat cell centres come from PostgreSQL as numeric (Decimal): sent as JSON numbers, as FastAPI would.
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=float).encode()
 
 
 def incident_filters(
@@ -79,6 +99,7 @@ def planners_map(
     ),  # fmt: skip
 )
 def vector_tile(
+    request: Request,
     conn: ConnectionDep,
     layer: str,
     z: int,
@@ -88,24 +109,30 @@ def vector_tile(
     subdistrict: Annotated[str | None, Query(description="only features in this subdistrict")] = None,
 ) -> Response:
     """Return one Mapbox Vector Tile of ``layer`` (illegal_buildings, incidents, stalls)."""
-    data = tiles.tile(conn, layer, z, x, y, status=status, subdistrict=subdistrict)
-    return Response(data, media_type="application/vnd.mapbox-vector-tile", headers={"Cache-Control": "max-age=60"})
+    data = tiles.tile(conn, layer, z, x, y, status=status, subdistrict=subdistrict, gzipped=True)
+    return _compressed(request, data, "application/vnd.mapbox-vector-tile", {"Cache-Control": "max-age=60"})
 
 
 @router.get("/v1/heat", summary="Incident density cells for the heat map", **allow("public", doing="read the heat map"))
 def heat(
+    request: Request,
     conn: ConnectionDep,
     filters: FiltersDep,
     bbox: Annotated[str, Query(description="west,south,east,north in WGS-84 degrees")],
     zoom: Annotated[int, Query(ge=0, le=22, description="the map's zoom: cells are ≈8 pixels")],
-) -> dict[str, Any]:
+) -> Response:
     """Return ``cells`` as [lat, lon, count] and their ``total`` for the incidents matching the filters."""
     box = BBox.parse(bbox)
     where, params = filters.where()
-    cells = incidents_layer.heat(
-        conn, bbox=(box.west, box.south, box.east, box.north), zoom=zoom, where=where, params=params
-    )
-    return {"cells": cells, "total": sum(c[2] for c in cells)}
+
+    def compute() -> bytes:
+        cells = incidents_layer.heat(
+            conn, bbox=(box.west, box.south, box.east, box.north), zoom=zoom, where=where, params=params
+        )
+        return _json({"cells": cells, "total": sum(c[2] for c in cells)})
+
+    body = _HEAT.get_gzip(conn, (box.west, box.south, box.east, box.north, zoom, filters), compute)
+    return _compressed(request, body, "application/json")
 
 
 @router.get(
@@ -114,6 +141,7 @@ def heat(
     **allow("public", doing="read hotspots", responses={200: {"content": {"application/geo+json": {}}}}),
 )
 async def hotspots_of_incidents(
+    request: Request,
     conn: ConnectionDep,
     filters: FiltersDep,
     cell: Annotated[str, Query(description="h3:<5..11> (default h3:9) or grid")] = "h3:9",
@@ -121,17 +149,17 @@ async def hotspots_of_incidents(
 ) -> Response:
     """Return one feature per cell with count, z, p_sim, p_value and Gi_Bin (±3/±2/±1 = 99/95/90 %)."""
 
-    def compute() -> bytes:
-        import json
-
+    def answer() -> bytes:
         chosen = generation or current_generation(conn)
         if chosen is None:
             raise InvalidInput("no boundaries are loaded")
-        return json.dumps(
-            hotspots.analyse(conn, filters, cell=cell, generation=chosen), ensure_ascii=False, separators=(",", ":")
-        ).encode()
+        return _HOTSPOTS.get_gzip(
+            conn,
+            (filters, cell, chosen),
+            lambda: _json(hotspots.analyse(conn, filters, cell=cell, generation=chosen)),
+        )
 
-    return Response(await run_in_threadpool(compute), media_type="application/geo+json")
+    return _compressed(request, await run_in_threadpool(answer), "application/geo+json")
 
 
 @router.get(

@@ -62,3 +62,28 @@ def test_bad_parameters_say_what_to_send(client: TestClient) -> None:
     bad_item = client.get("/v1/hotspots", params={"item": "9999"})
     assert bad_item.status_code == 422
     assert "9999" in bad_item.json()["message"]
+
+
+def per_point(lat: np.ndarray, lon: np.ndarray, resolution: int) -> list[int]:
+    return [h3.api.basic_int.latlng_to_cell(y, x, resolution) for y, x in zip(lat.tolist(), lon.tolist(), strict=True)]
+
+
+def test_cells_of_points_equal_h3_point_by_point(engine: Engine) -> None:
+    with engine.connect() as conn:
+        rows = np.array(conn.execute(text("SELECT ST_Y(geom), ST_X(geom) FROM incidents")).all())
+    lat, lon = rows[:, 0], rows[:, 1]
+    assert len(lat) == 4746  # the fixture's incidents
+    assert hotspots.cells_of_points(lat, lon, 9).tolist() == per_point(lat, lon, 9)
+    # Corners and edge midpoints of the cells around the centre: the points the lattice leaves to h3 itself.
+    rng = np.random.default_rng(20170630)
+    for resolution in range(5, 12):
+        centre = h3.latlng_to_cell(23.371, 104.244, resolution)
+        edges = []
+        for cell in h3.grid_disk(centre, 2):
+            ring = list(h3.cell_to_boundary(cell))
+            edges += ring + [
+                ((a[0] + b[0]) / 2, (a[1] + b[1]) / 2) for a, b in zip(ring, ring[1:] + ring[:1], strict=True)
+            ]
+        lat = np.concatenate([[p[0] for p in edges], 23.343 + 0.058 * rng.random(20_000)])
+        lon = np.concatenate([[p[1] for p in edges], 104.208 + 0.075 * rng.random(20_000)])
+        assert hotspots.cells_of_points(lat, lon, resolution).tolist() == per_point(lat, lon, resolution), resolution

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import gzip
+
 import mapbox_vector_tile
+import numpy as np
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
+from api.main import create_app
+from api.routers import maps
+from spatial.changes import SharedCache
+from spatial.settings import Settings
 from tests.support import buildings_in_tile
 
 CITY_TILE = (13, 6468, 3548)  # the zoom-13 tile holding the city centre (104.244 E, 23.371 N)
@@ -29,6 +36,25 @@ def test_building_tile_holds_the_footprints_of_its_area(client: TestClient, engi
         client.get(f"/v1/tiles/illegal_buildings/{z}/{x}/{y}.pbf", params={"status": "demolished"}).content
     )
     assert len(filtered["illegal_buildings"]["features"]) == demolished
+
+
+def test_building_tiles_carry_details_from_zoom_16(client: TestClient, engine: Engine) -> None:
+    overview = mapbox_vector_tile.decode(client.get("/v1/tiles/illegal_buildings/13/6468/3548.pbf").content)
+    assert {tuple(sorted(f["properties"])) for f in overview["illegal_buildings"]["features"]} == {("status",)}
+    x, y = 6468 * 8 + 3, 3548 * 8 + 4  # a zoom-16 tile inside the city tile
+    detail = mapbox_vector_tile.decode(client.get(f"/v1/tiles/illegal_buildings/16/{x}/{y}.pbf").content)
+    features = detail["illegal_buildings"]["features"]
+    with engine.connect() as conn:
+        assert len(features) == buildings_in_tile(conn, 16, x, y) > 0
+        codes = {f["properties"]["code"]: f["properties"] for f in features}
+        rows = conn.execute(
+            text("SELECT code, status, floors, round(footprint_m2::numeric, 1) FROM illegal_buildings"
+                 " WHERE code = ANY(:codes)"),
+            {"codes": list(codes)},
+        ).all()  # fmt: skip
+    assert {r.code: (r.status, r.floors, float(r.round)) for r in rows} == {
+        code: (p["status"], p["floors"], p["footprint_m2"]) for code, p in codes.items()
+    }
 
 
 def test_tiles_refuse_unknown_layers_and_impossible_tiles(client: TestClient) -> None:
@@ -64,3 +90,81 @@ def test_cached_heat_follows_a_change_at_once(client: TestClient, engine: Engine
         with engine.begin() as conn:
             conn.execute(text("UPDATE incidents SET source = 'hotline' WHERE code = 'RX2017-000001'"))
     assert client.get("/v1/heat", params=params).json()["total"] == before
+
+
+HEAT = {"bbox": "104.20,23.33,104.29,23.41", "zoom": 13}
+HEAT_KEY = "[104.2,23.33,104.29,23.41,13,%"  # how SharedCache writes the key of HEAT
+
+
+def stored_heat(engine: Engine) -> list[tuple[int, bytes]]:
+    with engine.connect() as conn:
+        version = conn.execute(text("SELECT last_value FROM citygrid_changes_incidents")).scalar_one()
+        rows = conn.execute(
+            text("SELECT version, body FROM citygrid_cache.derived WHERE kind = 'heat' AND key LIKE :key"),
+            {"key": HEAT_KEY},
+        ).all()
+    return [(int(v), gzip.decompress(b)) for v, b in rows if v == version]  # kept gzip-compressed
+
+
+def test_heat_is_shared_through_the_database(client: TestClient, settings: Settings, engine: Engine) -> None:
+    first = client.get("/v1/heat", params=HEAT)
+    assert first.status_code == 200
+    assert [body for _, body in stored_heat(engine)] == [first.content]
+    # Another worker (its own empty process cache) answers from the table: mark the stored body to see it.
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE citygrid_cache.derived SET body = :body WHERE kind = 'heat' AND key LIKE :key"),
+            {"body": gzip.compress(b'{"cells":[],"total":-1}'), "key": HEAT_KEY},
+        )
+    maps._HEAT.local.entries.clear()
+    with TestClient(create_app(settings)) as other_worker:
+        assert other_worker.get("/v1/heat", params=HEAT).json() == {"cells": [], "total": -1}
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM citygrid_cache.derived WHERE kind = 'heat'"))
+    maps._HEAT.local.entries.clear()
+    assert client.get("/v1/heat", params=HEAT).content == first.content
+
+
+def test_heat_computed_while_incidents_are_written_is_not_kept(client: TestClient, engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM citygrid_cache.derived WHERE kind = 'heat'"))
+    maps._HEAT.local.entries.clear()
+    with engine.connect() as writer:
+        transaction = writer.begin()
+        writer.execute(text("UPDATE incidents SET source = 'media' WHERE code = 'RX2017-000001'"))
+        # The counter has moved, the change is not committed: the answer is right now but may not be kept.
+        answer = client.get("/v1/heat", params=HEAT).json()
+        assert stored_heat(engine) == []
+        transaction.rollback()
+    assert client.get("/v1/heat", params=HEAT).json() == answer
+    assert len(stored_heat(engine)) == 1
+
+
+def test_map_data_is_sent_gzip_compressed_to_clients_that_accept_it(client: TestClient) -> None:
+    z, x, y = CITY_TILE
+    for path, params in ((f"/v1/tiles/illegal_buildings/{z}/{x}/{y}.pbf", {}), ("/v1/heat", HEAT)):
+        compressed = client.get(path, params=params, headers={"Accept-Encoding": "gzip"})
+        plain = client.get(path, params=params, headers={"Accept-Encoding": "identity"})
+        assert compressed.headers["content-encoding"] == "gzip"
+        assert "content-encoding" not in plain.headers
+        assert compressed.headers["vary"] == plain.headers["vary"] == "Accept-Encoding"
+        assert compressed.content == plain.content  # httpx inflates the gzip body
+        assert int(compressed.headers["content-length"]) < len(plain.content)
+
+
+def test_a_kind_keeps_at_most_max_bytes_newest_first(engine: Engine) -> None:
+    cache = SharedCache("test-trim", "stalls", max_bytes=10_000)
+    bodies = {n: np.random.default_rng(n).bytes(1_000) for n in range(64)}  # random: gzip cannot shrink them
+    try:
+        with engine.connect() as conn:
+            for n, body in bodies.items():
+                assert cache.get(conn, n, lambda body=body: body) == body
+        with engine.connect() as conn:
+            kept = conn.execute(
+                text("SELECT key FROM citygrid_cache.derived WHERE kind = 'test-trim' ORDER BY computed_at, key")
+            ).scalars()
+            # The 64th store trims the kind to 10,000 bytes: the newest nine bodies of 1,000 (+ gzip's 23) stay.
+            assert sorted(int(key) for key in kept) == list(range(55, 64))
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM citygrid_cache.derived WHERE kind = 'test-trim'"))

@@ -51,8 +51,8 @@ def test_the_map_draws_every_layer_and_answers_a_click(browser: Browser, live_se
         incidents = conn.execute(
             text(f"SELECT count(*) FROM incidents WHERE geom && {envelope} AND {PERIOD}")
         ).scalar_one()
-        tiles = page.evaluate("() => Object.keys(window.citygrid.overlays.illegal_buildings._vectorTiles)")
-        in_tiles = sum(buildings_in_tile(conn, z, x, y) for x, y, z in (map(int, k.split(":")) for k in tiles))
+        drawn = page.evaluate("() => window.citygrid.overlays.illegal_buildings.tileFeatures()")
+        in_tiles = {key: buildings_in_tile(conn, *map(int, key.split("/"))) for key in drawn}
     hotspots = page.request.get(
         live_server + "/v1/hotspots?cell=h3:9&from=2017-01-01T00:00:00%2B08:00&to=2017-07-01T00:00:00%2B08:00"
     ).json()
@@ -61,7 +61,8 @@ def test_the_map_draws_every_layer_and_answers_a_click(browser: Browser, live_se
         "subdistricts": 3, "grids": 193, "streets": 62, "rivers": 1, "markets": 21,
     }  # fmt: skip
     assert counts["stalls"] == stalls == 1620  # the whole city is in view
-    assert counts["illegal_buildings"] == in_tiles and in_tiles > 0
+    assert drawn == in_tiles  # "z/x/y" of each tile in view → footprints drawn from it
+    assert counts["illegal_buildings"] == sum(in_tiles.values()) > 0
     assert state["heatTotal"] == incidents
     assert counts["hotspots"] == sum(1 for f in hotspots["features"] if f["properties"]["gi_bin"] != 0)
     assert counts["hotspots"] > 0
@@ -102,6 +103,18 @@ def test_the_map_draws_every_layer_and_answers_a_click(browser: Browser, live_se
     output = ROOT / "test-output"
     output.mkdir(exist_ok=True)
     page.screenshot(path=str(output / "map.png"), full_page=True)
+
+    # Zoomed in, the footprints drawn are those of the new zoom's tiles only.
+    page.evaluate(
+        "() => { window.citygrid.state.loaded.illegal_buildings = false;"
+        f" window.citygrid.map.setView([{CENTRE[1]}, {CENTRE[0]}], 17); }}"
+    )
+    page.wait_for_function("() => window.citygrid.state.loaded.illegal_buildings === true", timeout=15_000)
+    zoomed = page.evaluate("() => window.citygrid.overlays.illegal_buildings.tileFeatures()")
+    with engine.connect() as conn:
+        assert zoomed == {key: buildings_in_tile(conn, *map(int, key.split("/"))) for key in zoomed}
+    assert {key.split("/")[0] for key in zoomed} == {"16"}
+    assert page.evaluate("() => window.citygrid.state.counts.illegal_buildings") == sum(zoomed.values()) > 0
     page.close()
 
     assert problems == []

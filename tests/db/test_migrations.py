@@ -51,7 +51,7 @@ def test_upgrade_from_empty_downgrade_to_empty_and_up_again() -> None:
         "citygrid_file_grid_cells", "citygrid_refresh_grid_cells", "citygrid_refresh_line_cells",
     }  # fmt: skip
     assert extensions == {"postgis", "btree_gist"}
-    assert _schemas(url) == {"citygrid_import"}  # bulk imports' scratch tables (0005)
+    assert _schemas(url) == {"citygrid_import", "citygrid_cache"}  # import scratch tables (0005), map results (0006)
 
     migrate.downgrade(url)
     assert _schemas(url) == set()

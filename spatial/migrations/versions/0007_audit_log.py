@@ -10,14 +10,14 @@ No API role can alter the log: no endpoint writes to it but through these trigge
 UPDATE, DELETE and TRUNCATE from anybody, the database owner included.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-11-28
 """
 
 from alembic import op
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
