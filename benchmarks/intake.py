@@ -187,7 +187,8 @@ def single(url: str) -> None:
     engine.dispose()
     command = [python(), "-m", "uvicorn", "api.main:create_app", "--factory", "--port", "{port}", "--workers", "2",
                "--log-level", "warning"]  # fmt: skip
-    with server(command, {"DATABASE_URL": url}, "/health") as base:
+    with server(command, {"DATABASE_URL": url}, "/health") as running:
+        base = running.base
         post_p50, post_p99, get_p50, get_p99 = single_client(base, key)
         lua = LUA.format(west=WEST, south=SOUTH, dlon=EAST - WEST, dlat=NORTH - SOUTH, key=key)
         load = wrk(base, lua, connections=16, seconds=LOAD_SECONDS)

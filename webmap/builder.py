@@ -86,6 +86,7 @@ def map_config(settings: MapSettings, *, lang: str) -> dict[str, Any]:
             "owner": "/v1/owner",
             "chiefs": "/v1/streets/chiefs",
             "kpi": "/v1/kpi",
+            "whoami": "/v1/whoami",
         },
         "period": {"from": "2017-01-01", "to": "2017-07-01"},
         "categories": [{"code": c.code, "zh": c.name_zh, "en": c.name_en} for c in CATEGORIES],

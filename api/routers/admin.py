@@ -13,8 +13,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
-from api.access import KeyDep, allow
+from api.access import CallerDep, KeyDep, allow
 from api.deps import ConnectionDep, EngineDep
+from api.errors import documented
 from api.uploads import uploaded
 from spatial import access, audit, people
 from spatial.boundaries import IMPORTABLE, import_boundaries
@@ -149,3 +150,19 @@ async def import_boundary_file(
             }  # fmt: skip
 
         return await run_in_threadpool(run)
+
+
+@router.get(
+    "/v1/whoami",
+    summary="Who the key sent is: its name, role and subdistrict (anonymous callers are public)",
+    **allow("public", doing="ask who they are", responses=documented(401, s401="an unknown or revoked key")),
+)
+def whoami(key: CallerDep) -> dict[str, Any]:
+    """Return the caller's name, role, subdistrict scope and what the role may see."""
+    return {
+        "name": key.name,
+        "role": key.role,
+        "subdistrict_code": key.subdistrict_code,
+        "sees_phones": access.sees_phones(key),
+        "reads_scores": key.role in (*access.SCORE_READERS, "admin"),
+    }

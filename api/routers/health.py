@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel
 
+from api.access import allow
 from api.deps import EngineDep
 from spatial.db import server_versions
 
@@ -25,7 +26,9 @@ class Health(BaseModel):
     database: DatabaseHealth
 
 
-@router.get("/health", response_model=Health, summary="Service and database health")
+@router.get(
+    "/health", response_model=Health, summary="Service and database health", **allow("public", doing="ask for health")
+)
 def health(engine: EngineDep) -> Health:
     """Return ok with the PostgreSQL and PostGIS versions; 503 when the database is unreachable."""
     return Health(status="ok", database=DatabaseHealth(**server_versions(engine)))

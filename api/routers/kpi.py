@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 
 from api.access import allow
 from api.deps import ConnectionDep
-from spatial import kpi
+from spatial import access, kpi
 from spatial.errors import InvalidInput
 from spatial.layers.incidents import SOURCES
 
@@ -38,7 +38,7 @@ def _csv(body: str, filename: str) -> Response:
     "",
     summary="Scores per subdistrict, community or grid: 结案率, 按期结案率, 返工率, satisfaction, handling time",
     description="Cases reported in the period count. " + "; ".join(f"{k}: {v}" for k, v in kpi.DEFINITIONS.items()),
-    **allow("public", doing="read scores"),
+    **allow(*access.SCORE_READERS, doing="read scores"),
 )
 def scores(
     request: Request,
@@ -61,7 +61,7 @@ def scores(
 @router.get(
     "/pk",
     summary="The quarterly PK (季度PK): the three subdistricts ranked on the four themes",
-    **allow("public", doing="read the PK ranking"),
+    **allow(*access.SCORE_READERS, doing="read the PK ranking"),
 )
 def pk_ranking(
     request: Request,

@@ -75,7 +75,8 @@ FiltersDep = Annotated[hotspots.Filters, Depends(incident_filters)]
 @router.get(
     "/map",
     summary="The planners' map (城市管理综合执法地图)",
-    responses={200: {"content": {"text/html": {}}}},  # errors are JSON: no response_class for every status
+    # errors are JSON: no response_class for every status
+    **allow("public", doing="open the map", responses={200: {"content": {"text/html": {}}}}),
 )
 def planners_map(
     settings: SettingsDep,

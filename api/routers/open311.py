@@ -18,6 +18,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from api.access import ROLES_EXTENSION, allow
 from api.errors import STATUS
 from spatial import keys, open311
 from spatial.errors import CitygridError, Forbidden, InvalidInput, NotFound, Unauthorized
@@ -97,7 +98,11 @@ def _check_format(format: str) -> None:  # noqa: A002
         raise NotFound(f"format {format!r} is not served: use .json or .xml")
 
 
-@router.get("/services.{format}", summary="Open311: every service (the 147 catalogue items)")
+@router.get(
+    "/services.{format}",
+    summary="Open311: every service (the 147 catalogue items)",
+    **allow("public", doing="list services"),
+)
 def list_services(request: Request, format: Format, jurisdiction_id: str | None = None) -> Response:  # noqa: A002
     """Return the service list."""
     _check_format(format)
@@ -105,7 +110,11 @@ def list_services(request: Request, format: Format, jurisdiction_id: str | None 
     return render(request, "services", open311.services())
 
 
-@router.get("/services/{service_code}.{format}", summary="Open311: one service's definition (its attributes)")
+@router.get(
+    "/services/{service_code}.{format}",
+    summary="Open311: one service's definition (its attributes)",
+    **allow("public", doing="read a service definition"),
+)
 def service_definition(
     request: Request,
     service_code: str,
@@ -145,7 +154,7 @@ _REQUEST_FORM = {
     "/requests.{format}",
     status_code=201,
     summary="Open311: report a service request (form-encoded, with api_key)",
-    openapi_extra={"requestBody": _REQUEST_FORM},
+    openapi_extra={"requestBody": _REQUEST_FORM, ROLES_EXTENSION: ["any key"]},  # api_key checked inside (403)
     responses={201: {"content": {"application/json": {}, "text/xml": {}}}},
 )
 async def post_request(request: Request, format: Format) -> Response:  # noqa: A002
@@ -196,7 +205,11 @@ def _number(fields: dict[str, str], name: str) -> float | None:
         raise InvalidInput(f"{name} {value!r} is not a number: give decimal degrees (WGS-84)") from None
 
 
-@router.get("/requests.{format}", summary="Open311: service requests by id, service, dates, status; paged")
+@router.get(
+    "/requests.{format}",
+    summary="Open311: service requests by id, service, dates, status; paged",
+    **allow("public", doing="list service requests"),
+)
 def get_requests(
     request: Request,
     format: Format,  # noqa: A002
@@ -220,7 +233,11 @@ def get_requests(
         return render(request, "service_requests", open311.requests(conn, query))
 
 
-@router.get("/requests/{service_request_id}.{format}", summary="Open311: one service request")
+@router.get(
+    "/requests/{service_request_id}.{format}",
+    summary="Open311: one service request",
+    **allow("public", doing="read a service request"),
+)
 def get_request(
     request: Request,
     service_request_id: str,
@@ -234,7 +251,11 @@ def get_request(
         return render(request, "service_requests", open311.request(conn, service_request_id))
 
 
-@router.get("/tokens/{token}.{format}", summary="Open311: the request a token stands for")
+@router.get(
+    "/tokens/{token}.{format}",
+    summary="Open311: the request a token stands for",
+    **allow("public", doing="look up a token"),
+)
 def get_token(request: Request, token: str, format: Format, jurisdiction_id: str | None = None) -> Response:  # noqa: A002
     """Return the service_request_id of a token."""
     _check_format(format)

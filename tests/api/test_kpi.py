@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 from spatial.kpi import COUNTS
 
 
-def test_the_hotline_half_year_gives_the_seeds_figures(client: TestClient) -> None:
-    result = client.get("/v1/kpi", params={"period": "2017", "source": "hotline"}).json()
+def test_the_hotline_half_year_gives_the_seeds_figures(planner_client: TestClient) -> None:
+    result = planner_client.get("/v1/kpi", params={"period": "2017", "source": "hotline"}).json()
     total = result["total"]
     assert (total["reports"], total["closed"], total["closure_rate"], total["satisfaction_rate"]) == (
         3694, 2900, 78.5, 86.0,
@@ -37,8 +37,8 @@ def test_the_hotline_half_year_gives_the_seeds_figures(client: TestClient) -> No
     assert [r["mean_handling_hours"] for r in rows.values()] == [58.2, 62.9, 51.5]
 
 
-def test_every_source_counts_by_default_and_units_add_up(client: TestClient) -> None:
-    by_community = client.get("/v1/kpi", params={"period": "2017Q2", "by": "community"}).json()
+def test_every_source_counts_by_default_and_units_add_up(planner_client: TestClient) -> None:
+    by_community = planner_client.get("/v1/kpi", params={"period": "2017Q2", "by": "community"}).json()
     assert len(by_community["rows"]) == 26
     assert by_community["sources"] == ["hotline", "letter", "patrol", "grid_member", "media", "open311"]
     total = by_community["total"]
@@ -55,7 +55,9 @@ def test_every_source_counts_by_default_and_units_add_up(client: TestClient) -> 
         "532601001001", "东风社区", 110, 53.6,
     )  # fmt: skip
 
-    by_grid = client.get("/v1/kpi", params={"period": "2017-05", "by": "grid", "source": ["hotline", "letter"]}).json()
+    by_grid = planner_client.get(
+        "/v1/kpi", params={"period": "2017-05", "by": "grid", "source": ["hotline", "letter"]}
+    ).json()
     assert len(by_grid["rows"]) == 193
     assert (by_grid["total"]["reports"], by_grid["total"]["closed"], by_grid["total"]["on_time_rate"]) == (
         809,
@@ -67,8 +69,8 @@ def test_every_source_counts_by_default_and_units_add_up(client: TestClient) -> 
     assert all(r["closure_rate"] is None and r["mean_handling_hours"] is None for r in empty)
 
 
-def test_the_quarterly_pk_ranks_the_three_subdistricts_on_four_themes(client: TestClient) -> None:
-    pk = client.get("/v1/kpi/pk", params={"quarter": "2017Q2"}).json()
+def test_the_quarterly_pk_ranks_the_three_subdistricts_on_four_themes(planner_client: TestClient) -> None:
+    pk = planner_client.get("/v1/kpi/pk", params={"quarter": "2017Q2"}).json()
     ranks = {t["theme"]: [(e["code"], e["rank"], e["score"], e["reports"]) for e in t["ranking"]] for t in pk["themes"]}
     assert ranks == {
         "demolition": [("532601002", 1, 61.3, 63), ("532601001", 2, 60.6, 71), ("532601003", 3, 60.0, 28)],
@@ -84,8 +86,8 @@ def test_the_quarterly_pk_ranks_the_three_subdistricts_on_four_themes(client: Te
     assert [t["label_zh"] for t in pk["themes"]] == ["违法建设拆除", "户外广告", "环境卫生", "经营场所"]
 
 
-def test_scores_download_as_csv(client: TestClient) -> None:
-    response = client.get("/v1/kpi", params={"period": "2017", "source": "hotline", "format": "csv"})
+def test_scores_download_as_csv(planner_client: TestClient) -> None:
+    response = planner_client.get("/v1/kpi", params={"period": "2017", "source": "hotline", "format": "csv"})
     assert response.headers["content-type"].startswith("text/csv")
     assert 'filename="kpi-2017-subdistrict.csv"' in response.headers["content-disposition"]
     rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
@@ -93,9 +95,9 @@ def test_scores_download_as_csv(client: TestClient) -> None:
     assert (rows[-1]["reports"], rows[-1]["closed"], rows[-1]["closure_rate"], rows[-1]["satisfaction_rate"]) == (
         "3694", "2900", "78.5", "86.0",
     )  # fmt: skip
-    accept = client.get("/v1/kpi", params={"period": "2017"}, headers={"Accept": "text/csv"})
+    accept = planner_client.get("/v1/kpi", params={"period": "2017"}, headers={"Accept": "text/csv"})
     assert accept.headers["content-type"].startswith("text/csv")
-    pk = client.get("/v1/kpi/pk", params={"quarter": "2017Q2", "format": "csv"})
+    pk = planner_client.get("/v1/kpi/pk", params={"quarter": "2017Q2", "format": "csv"})
     pk_rows = list(csv.DictReader(io.StringIO(pk.content.decode("utf-8-sig"))))
     assert len(pk_rows) == 12
     assert (pk_rows[0]["theme"], pk_rows[0]["rank"], pk_rows[0]["subdistrict_code"], pk_rows[0]["score"]) == (
@@ -103,10 +105,10 @@ def test_scores_download_as_csv(client: TestClient) -> None:
     )  # fmt: skip
 
 
-def test_bad_periods_and_units_say_what_to_give(client: TestClient) -> None:
-    bad = client.get("/v1/kpi", params={"period": "last spring"})
+def test_bad_periods_and_units_say_what_to_give(planner_client: TestClient) -> None:
+    bad = planner_client.get("/v1/kpi", params={"period": "last spring"})
     assert bad.status_code == 422 and "2017Q2" in bad.json()["message"]
-    assert client.get("/v1/kpi", params={"period": "2017", "by": "street"}).status_code == 422
-    assert client.get("/v1/kpi", params={"period": "2017", "source": "radio"}).status_code == 422
-    not_quarter = client.get("/v1/kpi/pk", params={"quarter": "2017H1"})
+    assert planner_client.get("/v1/kpi", params={"period": "2017", "by": "street"}).status_code == 422
+    assert planner_client.get("/v1/kpi", params={"period": "2017", "source": "radio"}).status_code == 422
+    not_quarter = planner_client.get("/v1/kpi/pk", params={"quarter": "2017H1"})
     assert not_quarter.status_code == 422 and "not a quarter" in not_quarter.json()["message"]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from playwright.sync_api import Browser, ConsoleMessage, Page, Request
+from playwright.sync_api import Browser, ConsoleMessage, ElementHandle, Page, Request
 from sqlalchemy import Engine, text
 
+from tests.api.casekit import Keys
 from tests.support import ROOT, buildings_in_tile
 
 CENTRE = (104.244, 23.371)
@@ -31,6 +32,19 @@ def open_map(browser: Browser, live_server: str, problems: list[str], requests: 
     return page
 
 
+def click_centre(page: Page) -> ElementHandle:
+    """Click the city centre on the map and return the owner popup."""
+    page.evaluate("() => { window.citygrid.map.closePopup(); }")
+    x, y = page.evaluate(
+        "([lat, lon]) => { const p = window.citygrid.map.latLngToContainerPoint([lat, lon]); return [p.x, p.y]; }",
+        [CENTRE[1], CENTRE[0]],
+    )
+    box = page.locator("#" + page.evaluate("() => window.citygrid.map.getContainer().id")).bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + x, box["y"] + y)
+    return page.wait_for_selector(".cg-owner[data-grid]", timeout=10_000)
+
+
 def bounds(page: Page) -> tuple[float, float, float, float]:
     west, south, east, north = page.evaluate(
         "() => { const b = window.citygrid.map.getBounds();"
@@ -39,7 +53,9 @@ def bounds(page: Page) -> tuple[float, float, float, float]:
     return west, south, east, north
 
 
-def test_the_map_draws_every_layer_and_answers_a_click(browser: Browser, live_server: str, engine: Engine) -> None:
+def test_the_map_draws_every_layer_and_answers_a_click(
+    browser: Browser, live_server: str, engine: Engine, role_keys: Keys
+) -> None:
     problems: list[str] = []
     requests: list[str] = []
     page = open_map(browser, live_server, problems, requests)
@@ -67,17 +83,27 @@ def test_the_map_draws_every_layer_and_answers_a_click(browser: Browser, live_se
     assert counts["hotspots"] == sum(1 for f in hotspots["features"] if f["properties"]["gi_bin"] != 0)
     assert counts["hotspots"] > 0
 
-    # Click the city centre: the owner chain from /v1/owner.
-    x, y = page.evaluate(
-        "([lat, lon]) => { const p = window.citygrid.map.latLngToContainerPoint([lat, lon]); return [p.x, p.y]; }",
-        [CENTRE[1], CENTRE[0]],
-    )
-    box = page.locator("#" + page.evaluate("() => window.citygrid.map.getContainer().id")).bounding_box()
-    assert box is not None
-    page.mouse.click(box["x"] + x, box["y"] + y)
-    popup = page.wait_for_selector(".cg-owner[data-grid]", timeout=10_000)
+    # Click the city centre: the owner chain from /v1/owner, without phone numbers for the public.
+    popup = click_centre(page)
     assert popup.get_attribute("data-grid") == "532601001008006"
     assert "董凯" in popup.inner_text() and "开化街道城管执法中队" in popup.inner_text()
+    assert "0876-" not in popup.inner_text()
+
+    # Scores are not for the public: switching the choropleth on says whose key they need.
+    page.locator(".leaflet-control-layers label", has_text="网格考核指标").locator("input").check()
+    page.wait_for_function("() => window.citygrid.state.loaded.choropleth === true", timeout=15_000)
+    assert page.evaluate("() => window.citygrid.state.counts.choropleth") == 0
+    assert page.evaluate("() => window.citygrid.state.notices") == ["考核指标需要规划、指挥中心或管理员密钥"]
+
+    # A planner signs in with a key: the page reloads, names the caller, and shows phone numbers.
+    page.fill("#cg-key", role_keys.secrets["planner"])
+    with page.expect_navigation():
+        page.click("#cg-signin")
+    page.wait_for_selector("body[data-ready=true]", timeout=30_000)
+    page.wait_for_function("() => document.getElementById('cg-caller').textContent.startsWith('规划：')")
+    assert page.locator("#cg-caller").inner_text() == "规划：test planner"
+    popup = click_centre(page)
+    assert "董凯 0876-0000456" in popup.inner_text()
 
     # A filter changes the heat map without a reload: category 07 (河道管理) only.
     page.select_option("#cg-category", "07")
@@ -91,7 +117,7 @@ def test_the_map_draws_every_layer_and_answers_a_click(browser: Browser, live_se
     # The grid choropleth of a score from /v1/kpi (off by default): one shade per grid with a score.
     page.locator(".leaflet-control-layers label", has_text="网格考核指标").locator("input").check()
     page.wait_for_function("() => window.citygrid.state.loaded.choropleth === true", timeout=15_000)
-    kpi = page.request.get(live_server + "/v1/kpi?period=2017Q2&by=grid").json()
+    kpi = page.request.get(live_server + "/v1/kpi?period=2017Q2&by=grid", headers=role_keys.header("planner")).json()
     assert page.evaluate("() => window.citygrid.state.counts.choropleth") == len(kpi["rows"]) == 193
 
     # English.

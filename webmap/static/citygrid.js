@@ -15,7 +15,10 @@
       subdistrictChief: "街道主任", ambiguous: "位于网格边界", outside: "网格外", notCovered: "不在网格覆盖范围内",
       headcount: "人", score: "指标", noScores: "无考核数据", period: "考核期",
       closure_rate: "结案率", on_time_rate: "按期结案率", rework_rate: "返工率", satisfaction_rate: "满意率",
-      loading: "加载中…", noStreetChief: "（无街长，由街道主任负责）", metres: "米"
+      loading: "加载中…", noStreetChief: "（无街长，由街道主任负责）", metres: "米",
+      key: "密钥", signIn: "登录", signOut: "退出", anonymous: "公众（未登录）", keyRefused: "密钥无效或已吊销",
+      needsScores: "考核指标需要规划、指挥中心或管理员密钥",
+      roles: { "public": "公众", grid_member: "网格员", squad: "执法中队", dispatcher: "指挥中心", planner: "规划", admin: "管理员" }
     },
     en: {
       title: "citygrid map", subdistricts: "Subdistricts", communities: "Communities", grids: "Grids",
@@ -30,7 +33,10 @@
       headcount: "people", score: "Score", noScores: "no scores", period: "Period",
       closure_rate: "Closure rate", on_time_rate: "On-time closure rate", rework_rate: "Rework rate",
       satisfaction_rate: "Satisfaction rate", loading: "loading…",
-      noStreetChief: " (no street chief: the subdistrict chief answers)", metres: "m"
+      noStreetChief: " (no street chief: the subdistrict chief answers)", metres: "m",
+      key: "Key", signIn: "Sign in", signOut: "Sign out", anonymous: "public (not signed in)",
+      keyRefused: "the key is unknown or revoked", needsScores: "scores need a planner, dispatcher or admin key",
+      roles: { "public": "public", grid_member: "grid member", squad: "squad", dispatcher: "dispatcher", planner: "planner", admin: "admin" }
     }
   };
   var BINS = { "3": "#b2182b", "2": "#ef8a62", "1": "#fddbc7", "-1": "#d1e5f0", "-2": "#67a9cf", "-3": "#2166ac" };
@@ -39,8 +45,11 @@
   var DEFAULT_ON = ["subdistricts", "grids", "streets", "rivers", "markets", "stalls", "illegal_buildings",
     "heat", "hotspots"];
 
-  var state = { counts: {}, loaded: {}, drawnAt: {}, errors: [], requests: 0 };
-  var map, config, lang, overlays = {}, control, legend, panel, filters;
+  var state = { counts: {}, loaded: {}, drawnAt: {}, errors: [], requests: 0, caller: null, notices: [] };
+  // The API key, for this browser tab only (sessionStorage): phone numbers in the owner popup, and the scores.
+  var KEY_STORE = "citygrid.key";
+  var apiKey = (function () { try { return sessionStorage.getItem(KEY_STORE) || ""; } catch (e) { return ""; } })();
+  var map, config, lang, overlays = {}, control, legend, panel, filters, callerReady;
 
   function t(key) { return (T[lang] && T[lang][key]) || key; }
   function label(entry) { return entry ? (lang === "zh" ? entry.zh : entry.en) : ""; }
@@ -50,12 +59,29 @@
     });
   }
 
+  function headers(accept) {
+    var h = { Accept: accept || "application/json" };
+    if (apiKey) { h["X-API-Key"] = apiKey; }
+    return h;
+  }
+
   function get(url) {
     state.requests += 1;
-    return fetch(url, { headers: { Accept: "application/json" } }).then(function (response) {
-      if (!response.ok) { throw new Error(url + " → HTTP " + response.status); }
+    return fetch(url, { headers: headers() }).then(function (response) {
+      if (!response.ok) {
+        var error = new Error(url + " → HTTP " + response.status);
+        error.status = response.status;
+        throw error;
+      }
       return response.json();
     });
+  }
+
+  function setKey(value) {
+    try {
+      if (value) { sessionStorage.setItem(KEY_STORE, value); } else { sessionStorage.removeItem(KEY_STORE); }
+    } catch (e) { /* storage refused: the key lasts until the page reloads */ }
+    location.reload();  // every layer and popup asks again with the new key
   }
 
   function query(params) {
@@ -282,7 +308,7 @@
         var drawing = generation, z = coords.z - 1, key = z + "/" + coords.x + "/" + coords.y;
         var url = config.api.tiles + "/illegal_buildings/" + key + ".pbf" + query({ subdistrict: filters.subdistrict });
         state.requests += 1;
-        fetch(url).then(function (response) {
+        fetch(url, { headers: headers("application/vnd.mapbox-vector-tile") }).then(function (response) {
           if (!response.ok) { throw new Error(url + " → HTTP " + response.status); }
           return response.arrayBuffer();
         }).then(function (body) {
@@ -408,7 +434,16 @@
     var grids = null;
     function load() {
       var params = { period: filters.period, by: "grid" };
-      Promise.all([grids || get(config.api.layers + "/grids?limit=10000"), get(config.api.kpi + query(params))])
+      callerReady.then(function () {
+        if (state.caller && state.caller.reads_scores) { return true; }
+        // not for this caller: say whose key the scores need instead of asking the API for a refusal
+        state.notices.push(t("needsScores"));
+        L.popup().setLatLng(map.getCenter()).setContent(esc(t("needsScores"))).openOn(map);
+        done("choropleth", 0);
+        return false;
+      }).then(function (allowed) {
+        if (!allowed) { return; }
+        Promise.all([grids || get(config.api.layers + "/grids?limit=10000"), get(config.api.kpi + query(params))])
         .then(function (r) {
           grids = r[0];
           scores = {};
@@ -417,6 +452,7 @@
           layer.addData(grids);
           done("choropleth", Object.keys(scores).length);
         }).catch(fail("choropleth"));
+      });
     }
     layer.reload = load;
     layer.on("add", load);
@@ -430,7 +466,7 @@
   function ownerPopup(event) {
     var ll = event.latlng;
     var popup = L.popup({ maxWidth: 340 }).setLatLng(ll).setContent(t("loading")).openOn(map);
-    fetch(config.api.owner + query({ lon: ll.lng.toFixed(7), lat: ll.lat.toFixed(7) })).then(function (response) {
+    fetch(config.api.owner + query({ lon: ll.lng.toFixed(7), lat: ll.lat.toFixed(7) }), { headers: headers() }).then(function (response) {
       return response.json().then(function (body) { return { ok: response.ok, body: body }; });
     }).then(function (r) {
       var a = r.body;
@@ -522,7 +558,12 @@
         ["closure_rate", "on_time_rate", "rework_rate", "satisfaction_rate"].map(function (s) {
           return option(s, t(s), filters.score === s);
         }).join("") + "</select></label>" +
-        "<label>" + t("period") + " <input type='text' id='cg-period' size='7' value='" + esc(filters.period) + "'></label>";
+        "<label>" + t("period") + " <input type='text' id='cg-period' size='7' value='" + esc(filters.period) + "'></label>" +
+        "<div class='cg-key'>" + (apiKey
+          ? "<span id='cg-caller'>" + esc(callerText()) + "</span> <button type='button' id='cg-signout'>" + t("signOut") + "</button>"
+          : "<label>" + t("key") + " <input type='password' id='cg-key' size='12' placeholder='cg_…' autocomplete='off'></label>" +
+            " <button type='button' id='cg-signin'>" + t("signIn") + "</button> <span id='cg-caller'>" + esc(t("anonymous")) + "</span>") +
+        "</div>";
       return div;
     };
     panel.addTo(map);
@@ -538,6 +579,32 @@
     bind("cg-period", "period");
     document.getElementById("cg-lang").addEventListener("click", function () {
       setLanguage(lang === "zh" ? "en" : "zh");
+    });
+    if (apiKey) {
+      document.getElementById("cg-signout").addEventListener("click", function () { setKey(""); });
+    } else {
+      var input = document.getElementById("cg-key");
+      var signIn = function () { if (input.value.trim()) { setKey(input.value.trim()); } };
+      document.getElementById("cg-signin").addEventListener("click", signIn);
+      input.addEventListener("keydown", function (e) { if (e.key === "Enter") { signIn(); } });
+    }
+  }
+
+  function callerText() {
+    var c = state.caller;
+    if (!c) { return t("loading"); }
+    if (c.refused) { return t("keyRefused"); }
+    return (T[lang].roles[c.role] || c.role) + "：" + c.name + (c.subdistrict_code ? "（" + c.subdistrict_code + "）" : "");
+  }
+
+  function whoAmI() {
+    callerReady = get(config.api.whoami).then(function (caller) {
+      state.caller = caller;
+    }).catch(function () {
+      state.caller = { refused: true };
+    }).then(function () {
+      var shown = document.getElementById("cg-caller");
+      if (shown && apiKey) { shown.textContent = callerText(); }
     });
   }
 
@@ -567,6 +634,7 @@
     lang = cfg.lang === "en" ? "en" : "zh";
     filters = { from: cfg.period.from, to: cfg.period.to, category: null, item: null, subdistrict: null,
       status: null, score: "closure_rate", period: "2017Q2" };
+    whoAmI();
     overlays.subdistricts = boundary("subdistricts", { color: "#4a148c", weight: 3, fill: false },
       function (p) { return esc(p.code + " " + (lang === "zh" ? p.name : p.name_en)); });
     overlays.communities = boundary("communities", { color: "#6a1b9a", weight: 2, dashArray: "4 4", fill: false },
@@ -588,7 +656,7 @@
     map.on("click", ownerPopup);
     map.on("moveend", function () { overlays.heat.reload(); overlays.stalls.reload(); });
     window.citygrid = { map: map, overlays: overlays, state: state, filters: filters, setLanguage: setLanguage,
-      setFilter: function (key, value) { filters[key] = value; buildPanel(); refresh(key); } };
+      setFilter: function (key, value) { filters[key] = value; buildPanel(); refresh(key); }, setKey: setKey };
   }
 
   window.CityGrid = { init: init };
