@@ -24,7 +24,7 @@ import psycopg2
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from benchmarks.harness import ROOT
+from benchmarks.harness import ROOT, WORKERS
 from benchmarks.load import (
     KINDS,
     Mix,
@@ -108,7 +108,9 @@ def stored_reports(url: str, key_name: str, run_id: str) -> dict[str, list[str]]
     return {row.idempotency_key: list(row.codes) for row in rows}
 
 
-def fault_run(*, rate: float, seconds: float, down_at_s: float, down_for_s: float, workers: int = 2) -> FaultRun:
+def fault_run(
+    *, rate: float, seconds: float, down_at_s: float, down_for_s: float, workers: int = int(WORKERS)
+) -> FaultRun:
     """Drive the mix for ``seconds``; stop the database at ``down_at_s`` for ``down_for_s``; count what is stored."""
     root = Path(tempfile.mkdtemp(prefix="citygrid-fault-", dir="/tmp"))
     cluster, url = outage_cluster(root)

@@ -19,7 +19,7 @@ import httpx
 
 from spatial import db
 from spatial.loading import database_is_empty, load_directory
-from spatial.settings import DatabaseSettings
+from spatial.settings import ApiSettings, DatabaseSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,6 +32,11 @@ def database_url() -> str:
     if database_is_empty(engine):
         load_directory(engine, ROOT / "fixtures" / "geojson")
     return url
+
+
+# Worker processes for every server a benchmark starts, ours and the baselines alike: what 'citygrid serve'
+# uses by default (two per core).
+WORKERS = str(ApiSettings().worker_count())
 
 
 def free_port() -> int:

@@ -28,7 +28,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
-from benchmarks.harness import ROOT, python, server, wrk
+from benchmarks.harness import ROOT, WORKERS, python, server, wrk
 from spatial import db, migrate
 from spatial.keys import create_key
 from spatial.loading import load_directory
@@ -185,7 +185,7 @@ def single(url: str) -> None:
     with engine.begin() as conn:
         _, key = create_key(conn, name="bench hotline", role="dispatcher")
     engine.dispose()
-    command = [python(), "-m", "uvicorn", "api.main:create_app", "--factory", "--port", "{port}", "--workers", "2",
+    command = [python(), "-m", "uvicorn", "api.main:create_app", "--factory", "--port", "{port}", "--workers", WORKERS,
                "--log-level", "warning"]  # fmt: skip
     with server(command, {"DATABASE_URL": url}, "/health") as running:
         base = running.base

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from benchmarks.harness import python, server
+from benchmarks.harness import WORKERS, python, server
 from benchmarks.intake import ITEMS, bench_database, drop_database
 from spatial.keys import create_key
 
@@ -265,7 +265,7 @@ def load_key(url: str, name: str) -> str:
 
 
 @contextmanager
-def api_server(url: str, *, workers: int = 2) -> Iterator[tuple[str, int]]:
+def api_server(url: str, *, workers: int = int(WORKERS)) -> Iterator[tuple[str, int]]:
     """Serve the API over ``url`` on a free loopback port; yield (host, port)."""
     command = [python(), "-m", "uvicorn", "api.main:create_app", "--factory", "--port", "{port}",
                "--workers", str(workers), "--log-level", "warning"]  # fmt: skip

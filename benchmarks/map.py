@@ -22,7 +22,7 @@ from playwright.sync_api import sync_playwright
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from benchmarks.harness import ROOT, python, server
+from benchmarks.harness import ROOT, WORKERS, python, server
 from spatial import db, migrate
 from spatial.loading import load_directory
 from spatial.settings import DatabaseSettings
@@ -123,7 +123,7 @@ def _drawn(drawn: dict[str, int]) -> str:
 def main() -> None:
     url = bench_database()
     print("== map: the planners' map with 1,000,000 incidents ==")
-    command = [python(), "-m", "uvicorn", "api.main:create_app", "--factory", "--port", "{port}", "--workers", "2",
+    command = [python(), "-m", "uvicorn", "api.main:create_app", "--factory", "--port", "{port}", "--workers", WORKERS,
                "--log-level", "warning"]  # fmt: skip
     env = {"DATABASE_URL": url, "CITYGRID_MAP_BASEMAP": "none"}
     engine = create_engine(url)

@@ -20,7 +20,7 @@ import httpx
 import numpy as np
 from sqlalchemy import create_engine
 
-from benchmarks.harness import database_url, python, server, wrk
+from benchmarks.harness import WORKERS, database_url, python, server, wrk
 from spatial.keys import create_key
 
 WEST, SOUTH, EAST, NORTH = 104.220, 23.355, 104.270, 23.385  # well inside the fixture city: every point owned
@@ -77,7 +77,7 @@ def main() -> None:
     url = database_url()
     libpq_url = url.replace("postgresql+psycopg2://", "postgresql://")
     print("== owner: who owns this point ==")
-    ours_cmd = [python(), "-m", "uvicorn", "api.main:create_app", "--factory", "--port", "{port}", "--workers", "2",
+    ours_cmd = [python(), "-m", "uvicorn", "api.main:create_app", "--factory", "--port", "{port}", "--workers", WORKERS,
                 "--log-level", "warning"]  # fmt: skip
     tipg_cmd = [
         python(),
@@ -87,7 +87,7 @@ def main() -> None:
         "--port",
         "{port}",
         "--workers",
-        "2",
+        WORKERS,
         "--log-level",
         "warning",
     ]

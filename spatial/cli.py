@@ -279,7 +279,9 @@ def _print_chain(answer: dict[str, Any]) -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="address to bind")] = None,
     port: Annotated[int | None, typer.Option(help="port")] = None,
-    workers: Annotated[int, typer.Option(help="worker processes")] = 1,
+    workers: Annotated[
+        int | None, typer.Option(help="worker processes (default: CITYGRID_API_WORKERS, or two per core)")
+    ] = None,
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs)."""
     import uvicorn
@@ -290,7 +292,7 @@ def serve(
         factory=True,
         host=host or settings.host,
         port=port or settings.port,
-        workers=workers,
+        workers=workers or settings.worker_count(),
         log_level="info",
     )
 

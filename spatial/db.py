@@ -10,13 +10,19 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
+import orjson
 import psycopg2
+import psycopg2.extras
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from spatial.cluster import LocalCluster
 from spatial.settings import DatabaseSettings
+
+# json and jsonb values arrive parsed by orjson (several times faster than the json module on the owner chain)
+psycopg2.extras.register_default_json(globally=True, loads=orjson.loads)
+psycopg2.extras.register_default_jsonb(globally=True, loads=orjson.loads)
 
 
 def local_cluster(settings: DatabaseSettings) -> LocalCluster:

@@ -87,13 +87,20 @@ class OwnerAnswer:
     row: dict[str, Any]
     people: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def person(self, person_id: str | None) -> dict[str, Any] | None:
-        """Return id, name, phone and title of a person in the chain, or None."""
-        return self.people.get(person_id) if person_id else None
+    def person(self, person_id: str | None, *, phones: bool = True) -> dict[str, Any] | None:
+        """Return id, name, phone (unless ``phones`` is False) and title of a person in the chain, or None."""
+        found = self.people.get(person_id) if person_id else None
+        if found is None or phones:
+            return found
+        return {k: v for k, v in found.items() if k != "phone"}
 
-    def as_dict(self) -> dict[str, Any]:
-        """Return the answer as the JSON the API and the CLI print."""
+    def as_dict(self, *, phones: bool = True) -> dict[str, Any]:
+        """Return the answer as the JSON the API and the CLI print (``phones`` False: for the public)."""
         r = self.row
+
+        def person(person_id: str | None) -> dict[str, Any] | None:
+            return self.person(person_id, phones=phones)
+
         street = (
             {"code": r["street_code"], "name": r["street_name"], "distance_m": _m(r["street_distance_m"])}
             if r["street_code"]
@@ -102,7 +109,7 @@ class OwnerAnswer:
         river = (
             {
                 "river": {"code": r["river_code"], "name": r["river_name"], "distance_m": _m(r["river_distance_m"])},
-                "person": self.person(r["river_chief_id"]),
+                "person": person(r["river_chief_id"]),
             }
             if r["river_code"]
             else None
@@ -123,16 +130,16 @@ class OwnerAnswer:
                 "name": r["squad_name"],
                 "headcount": r["squad_headcount"],
                 "assistants": r["squad_assistants"],
-                "leader": self.person(r["squad_leader_id"]),
+                "leader": person(r["squad_leader_id"]),
             },
-            "grid_member": self.person(r["grid_member_id"]),
+            "grid_member": person(r["grid_member_id"]),
             "street_chief": {
-                "person": self.person(r["street_chief_id"]),
+                "person": person(r["street_chief_id"]),
                 "basis": r["street_chief_basis"],
                 "street": street,
             },
-            "subdistrict_chief": self.person(r["subdistrict_chief_id"]),
-            "general_street_chief": self.person(r["general_street_chief_id"]),
+            "subdistrict_chief": person(r["subdistrict_chief_id"]),
+            "general_street_chief": person(r["general_street_chief_id"]),
             "river_chief": river,
             "ambiguous": len(r["candidates"] or []) > 1,
             "candidates": list(r["candidates"] or []),

@@ -6,6 +6,7 @@ Nothing is read at import time: call ``database_settings()`` and friends when ne
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -49,6 +50,13 @@ class ApiSettings(BaseSettings):
     max_upload_mb: int = 512
     max_body_kb: int = 256
     max_features: int = 1_000_000  # points in an owner batch, rows in a case import
+    # Worker processes for 'citygrid serve'; by default two per core: a lookup holds its worker while
+    # PostgreSQL answers, so one per core leaves the cores idle for that time (benchmarks/owner.py).
+    workers: int | None = None
+
+    def worker_count(self) -> int:
+        """Return the number of worker processes to serve with."""
+        return self.workers or 2 * (os.cpu_count() or 1)
 
     @model_validator(mode="after")
     def _check_paging(self) -> ApiSettings:

@@ -102,8 +102,8 @@ def owner_response(query: Mapping[str, str], headers: Mapping[str, str], state: 
     lon, lat = _number(query, "lon"), _number(query, "lat")
     crs, at = query.get("crs"), _moment(query.get("at"))
     with state.read_engine.connect() as conn:
-        chain = owner.lookup(conn, lon, lat, crs=crs, at=at, rules=state.settings.owner).as_dict()
-    return Response(orjson.dumps(access.for_caller(key, chain)), media_type="application/json")
+        answer = owner.lookup(conn, lon, lat, crs=crs, at=at, rules=state.settings.owner)
+    return Response(orjson.dumps(answer.as_dict(phones=access.sees_phones(key))), media_type="application/json")
 
 
 class OwnerLookupShortcut:
