@@ -259,14 +259,21 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
             SELECT '-infinity'::timestamptz AS starts
             UNION
             SELECT m.at
-            FROM duties d, unnest(ARRAY[d.valid_from, d.valid_to]) AS m (at)
+            FROM (SELECT d.valid_from, d.valid_to FROM duties d
+                  WHERE d.target_kind = 'grid' AND d.target_code = b.grid_code AND d.role = 'grid_member'
+                  UNION ALL
+                  SELECT d.valid_from, d.valid_to FROM duties d
+                  WHERE d.target_kind = 'subdistrict' AND d.target_code = b.subdistrict_code
+                    AND d.role = 'subdistrict_chief'
+                  UNION ALL
+                  SELECT d.valid_from, d.valid_to FROM duties d
+                  WHERE d.target_kind = 'city' AND d.target_code = left(b.subdistrict_code, 6)
+                    AND d.role = 'general_street_chief'
+                  UNION ALL
+                  SELECT d.valid_from, d.valid_to FROM duties d
+                  WHERE d.target_kind = 'squad' AND d.target_code = b.squad_code AND d.role = 'squad_leader') d,
+                 unnest(ARRAY[d.valid_from, d.valid_to]) AS m (at)
             WHERE m.at IS NOT NULL
-              AND ((d.target_kind = 'grid' AND d.target_code = b.grid_code AND d.role = 'grid_member')
-                   OR (d.target_kind = 'subdistrict' AND d.target_code = b.subdistrict_code
-                       AND d.role = 'subdistrict_chief')
-                   OR (d.target_kind = 'city' AND d.target_code = left(b.subdistrict_code, 6)
-                       AND d.role = 'general_street_chief')
-                   OR (d.target_kind = 'squad' AND d.target_code = b.squad_code AND d.role = 'squad_leader'))
         ) t
     ), grid_chains AS MATERIALIZED (
         -- each period's holders, as of its start
