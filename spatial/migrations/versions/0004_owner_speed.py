@@ -13,8 +13,9 @@ arithmetic and a B-tree probe, and holds the one to four pieces that can matter 
   point's candidates are the pieces filed under its cell, then the same exact tests as before
   (``ST_DWithin`` in metres). A tolerance larger than the layer's reach looks in the ring of neighbouring
   cells that covers the difference, so the answer is the same for every tolerance, only slower.
-- What follows from the grid and the moment (community, subdistrict, squad, grid member, chiefs, the
-  grid's boundary) is joined once per distinct grid and moment, not once per point.
+- What follows from the grid (community, subdistrict, squad, the grid's boundary) is joined once per grid;
+  its duty holders once per period in which none of them changes, not once per point or moment (an
+  import's points each have a moment of their own).
 
 Revision ID: 0004
 Revises: 0003
@@ -239,27 +240,59 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
             ORDER BY 2, 1
             LIMIT 1
         ) rv ON true
-    ), grid_chains AS MATERIALIZED (
-        -- what follows from the grid and the moment, once per distinct pair rather than once per point
-        SELECT k.generation, k.grid_code, k.at, g.community_code, c.subdistrict_code, sq.code AS squad_code,
-               gm.person_id AS grid_member_id, sdc.person_id AS subdistrict_chief_id,
-               gsc.person_id AS general_street_chief_id, sql.person_id AS squad_leader_id,
+    ), grid_bases AS MATERIALIZED (
+        -- what follows from the grid alone, once per grid
+        SELECT k.generation, k.grid_code, g.community_code, c.subdistrict_code, sq.code AS squad_code,
                ST_Boundary(g.geom_m) AS boundary_m
-        FROM (SELECT DISTINCT generation, grid_code, at FROM located WHERE grid_code IS NOT NULL) k
+        FROM (SELECT DISTINCT generation, grid_code FROM located WHERE grid_code IS NOT NULL) k
         JOIN grids g ON g.generation = k.generation AND g.code = k.grid_code
         LEFT JOIN communities c ON c.generation = k.generation AND c.code = g.community_code
         LEFT JOIN squads sq ON sq.subdistrict_code = c.subdistrict_code
-        LEFT JOIN duties gm ON gm.target_kind = 'grid' AND gm.target_code = k.grid_code AND gm.role = 'grid_member'
-            AND gm.valid_from <= k.at AND (gm.valid_to IS NULL OR gm.valid_to > k.at)
-        LEFT JOIN duties sdc ON sdc.target_kind = 'subdistrict' AND sdc.target_code = c.subdistrict_code
-            AND sdc.role = 'subdistrict_chief' AND sdc.valid_from <= k.at
-            AND (sdc.valid_to IS NULL OR sdc.valid_to > k.at)
-        LEFT JOIN duties gsc ON gsc.target_kind = 'city' AND gsc.target_code = left(c.subdistrict_code, 6)
-            AND gsc.role = 'general_street_chief' AND gsc.valid_from <= k.at
-            AND (gsc.valid_to IS NULL OR gsc.valid_to > k.at)
-        LEFT JOIN duties sql ON sql.target_kind = 'squad' AND sql.target_code = sq.code
-            AND sql.role = 'squad_leader' AND sql.valid_from <= k.at
-            AND (sql.valid_to IS NULL OR sql.valid_to > k.at)
+    ), grid_periods AS MATERIALIZED (
+        -- A grid's duty holders change only where one of its four duties starts or ends: between two such
+        -- moments its chain is the same. Keyed by period, not by moment: the points of an import each have a
+        -- moment of their own, and four duty lookups per point cost five times the lookup of the grid itself.
+        SELECT b.generation, b.grid_code, t.starts,
+               lead(t.starts) OVER (PARTITION BY b.generation, b.grid_code ORDER BY t.starts) AS ends
+        FROM grid_bases b
+        CROSS JOIN LATERAL (
+            SELECT '-infinity'::timestamptz AS starts
+            UNION
+            SELECT m.at
+            FROM (SELECT d.valid_from, d.valid_to FROM duties d
+                  WHERE d.target_kind = 'grid' AND d.target_code = b.grid_code AND d.role = 'grid_member'
+                  UNION ALL
+                  SELECT d.valid_from, d.valid_to FROM duties d
+                  WHERE d.target_kind = 'subdistrict' AND d.target_code = b.subdistrict_code
+                    AND d.role = 'subdistrict_chief'
+                  UNION ALL
+                  SELECT d.valid_from, d.valid_to FROM duties d
+                  WHERE d.target_kind = 'city' AND d.target_code = left(b.subdistrict_code, 6)
+                    AND d.role = 'general_street_chief'
+                  UNION ALL
+                  SELECT d.valid_from, d.valid_to FROM duties d
+                  WHERE d.target_kind = 'squad' AND d.target_code = b.squad_code AND d.role = 'squad_leader') d,
+                 unnest(ARRAY[d.valid_from, d.valid_to]) AS m (at)
+            WHERE m.at IS NOT NULL
+        ) t
+    ), grid_chains AS MATERIALIZED (
+        -- each period's holders, as of its start
+        SELECT p.generation, p.grid_code, p.starts, p.ends, b.community_code, b.subdistrict_code, b.squad_code,
+               gm.person_id AS grid_member_id, sdc.person_id AS subdistrict_chief_id,
+               gsc.person_id AS general_street_chief_id, sql.person_id AS squad_leader_id, b.boundary_m
+        FROM grid_periods p
+        JOIN grid_bases b ON b.generation = p.generation AND b.grid_code = p.grid_code
+        LEFT JOIN duties gm ON gm.target_kind = 'grid' AND gm.target_code = p.grid_code AND gm.role = 'grid_member'
+            AND gm.valid_from <= p.starts AND (gm.valid_to IS NULL OR gm.valid_to > p.starts)
+        LEFT JOIN duties sdc ON sdc.target_kind = 'subdistrict' AND sdc.target_code = b.subdistrict_code
+            AND sdc.role = 'subdistrict_chief' AND sdc.valid_from <= p.starts
+            AND (sdc.valid_to IS NULL OR sdc.valid_to > p.starts)
+        LEFT JOIN duties gsc ON gsc.target_kind = 'city' AND gsc.target_code = left(b.subdistrict_code, 6)
+            AND gsc.role = 'general_street_chief' AND gsc.valid_from <= p.starts
+            AND (gsc.valid_to IS NULL OR gsc.valid_to > p.starts)
+        LEFT JOIN duties sql ON sql.target_kind = 'squad' AND sql.target_code = b.squad_code
+            AND sql.role = 'squad_leader' AND sql.valid_from <= p.starts
+            AND (sql.valid_to IS NULL OR sql.valid_to > p.starts)
     ), street_chiefs AS MATERIALIZED (
         SELECT k.street_code, k.at, stc.person_id
         FROM (SELECT DISTINCT street_code, at FROM located WHERE street_code IS NOT NULL) k
@@ -281,7 +314,8 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
            l.candidates, l.outside, l.nearest_code, l.distance_m,
            CASE WHEN l.grid_code IS NOT NULL AND NOT l.outside THEN ST_Distance(gch.boundary_m, l.p_m) END
     FROM located l
-    LEFT JOIN grid_chains gch ON gch.generation = l.generation AND gch.grid_code = l.grid_code AND gch.at = l.at
+    LEFT JOIN grid_chains gch ON gch.generation = l.generation AND gch.grid_code = l.grid_code
+        AND gch.starts <= l.at AND (gch.ends IS NULL OR gch.ends > l.at)
     LEFT JOIN street_chiefs stc ON stc.street_code = l.street_code AND stc.at = l.at
     LEFT JOIN river_chiefs rvc ON rvc.river_code = l.river_code AND rvc.at = l.at
 $$;
