@@ -143,6 +143,9 @@ _INTAKE_SQL = (
             LIMIT 1) d
     ), new_id AS (
         SELECT nextval('incidents_id_seq') AS id
+    ), acting AS (  -- the audit log's actor (spatial.audit.act_as), in this statement rather than a round trip
+        SELECT set_config('citygrid.actor', :actor, true), set_config('citygrid.role', :role, true),
+               set_config('citygrid.key_id', coalesce(CAST(:key_id AS text), ''), true)
     ), ins AS (
         INSERT INTO incidents (id, code, source, item_code, status, description, address, photos, reporter,
             reported_at, due_at, geom, generation, grid_code, community_code, subdistrict_code, squad_code,
@@ -155,7 +158,7 @@ _INTAKE_SQL = (
             ch.community_code, ch.subdistrict_code, ch.squad_code, ch.grid_member_id, ch.street_code,
             ch.street_chief_id, ch.river_code, ch.river_chief_id, ch.outside, (SELECT id FROM duplicate), :key_id,
             :idempotency_key, :request_hash, :token, point.at
-        FROM point, chain ch, new_id
+        FROM point, chain ch, new_id, acting
         WHERE ch.grid_code IS NOT NULL
         ON CONFLICT (api_key_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING *
@@ -180,7 +183,7 @@ _INTAKE_TYPES = {
     "street": "float8", "river": "float8", "item_code": "text", "window": "interval", "radius": "float8",
     "prefix": "text", "source": "text", "description": "text", "address": "text", "photos": "text[]",
     "reporter": "jsonb", "key_id": "bigint", "idempotency_key": "text", "request_hash": "text", "token": "text",
-    "actor": "text", "note": "text",
+    "actor": "text", "note": "text", "role": "text",
 }  # fmt: skip
 _INTAKE_NAMES = list(_INTAKE_TYPES)
 _PREPARED = "citygrid_intake"
@@ -249,7 +252,6 @@ def create_incident(
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
         raise InvalidInput("the Idempotency-Key header must be 1 to 255 characters, e.g. a UUID")
     point = locate(report.x, report.y, report.crs)
-    audit.act_as(conn, key)
     reported_at = report.reported_at or datetime.now(UTC)
     if outside_zone(point):
         refuse_uncovered(conn, report.x, report.y, report.crs, reported_at, rules)
@@ -277,6 +279,7 @@ def create_incident(
         "token": secrets.token_urlsafe(12) if report.source == "open311" else None,
         "actor": key.actor,
         "note": note,
+        "role": key.role,
     }
     row = _run_intake(conn, params)
     if row is None:
