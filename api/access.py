@@ -41,11 +41,6 @@ def secret_in(headers: Mapping[str, str]) -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
-def secret_from(request: Request) -> str | None:
-    """Return the key a request carries, if any."""
-    return secret_in(request.headers)
-
-
 def caller_from(headers: Mapping[str, str], engine: Engine) -> ApiKey:
     """Return the caller: the key's holder, or ANONYMOUS (role public) when no key is sent.
 
@@ -59,21 +54,16 @@ def caller_from(headers: Mapping[str, str], engine: Engine) -> ApiKey:
         return keys.authenticate(conn, secret)
 
 
-def caller_of(request: Request) -> ApiKey:
-    """Return the caller of a request (see ``caller_from``)."""
-    return caller_from(request.headers, request.app.state.read_engine)
-
-
 async def caller(request: Request, _: Annotated[str | None, Security(KEY_HEADER)] = None) -> ApiKey:
     """Return the caller of a request (ANONYMOUS without a key)."""
-    return caller_of(request)
+    return caller_from(request.headers, request.app.state.read_engine)
 
 
 async def key_holder(request: Request, _: Annotated[str | None, Security(KEY_HEADER)] = None) -> ApiKey:
     """Return the caller of a request that needs a key; raise Unauthorized (401) without one."""
-    if secret_from(request) is None:
+    if secret_in(request.headers) is None:
         raise Unauthorized(keys.MISSING_KEY)
-    return caller_of(request)
+    return caller_from(request.headers, request.app.state.read_engine)
 
 
 CallerDep = Annotated[ApiKey, Depends(caller)]

@@ -19,14 +19,18 @@ UPLOAD_PATHS = ("/v1/owner/batch", "/v1/incidents/bulk")
 UPLOAD_PREFIXES = ("/v1/boundaries/",)
 
 
+def _is_upload(path: str) -> bool:
+    return path in UPLOAD_PATHS or path.startswith(UPLOAD_PREFIXES)
+
+
 def _limit(path: str, settings: ApiSettings) -> tuple[int, str]:
-    if path in UPLOAD_PATHS or path.startswith(UPLOAD_PREFIXES):
+    if _is_upload(path):
         return settings.max_upload_mb << 20, f"{settings.max_upload_mb} MB (CITYGRID_API_MAX_UPLOAD_MB)"
     return settings.max_body_kb << 10, f"{settings.max_body_kb} kB (CITYGRID_API_MAX_BODY_KB)"
 
 
 def _message(path: str, what: str, limit: str) -> str:
-    split = " split the file and send the parts" if path in UPLOAD_PATHS else " send less"
+    split = " split the file and send the parts" if _is_upload(path) else " send less"
     return f"the request body ({what}) is over the limit of {limit} for {path}:{split}"
 
 

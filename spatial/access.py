@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from spatial.errors import Forbidden
 from spatial.keys import ApiKey
 
 ANONYMOUS = ApiKey(id=None, name="anonymous", role="public")
@@ -73,9 +72,6 @@ def scope_of(key: ApiKey, asked: str | None) -> str | None:
     """
     if key.subdistrict_code is None:
         return asked
-    if asked is not None and asked != key.subdistrict_code:
-        raise Forbidden(
-            f"this key reads only subdistrict {key.subdistrict_code}; leave subdistrict_code out or give that one",
-            detail={"key_subdistrict": key.subdistrict_code, "subdistrict": asked},
-        )
+    if asked is not None:
+        key.require_scope(asked, what="the list asked for (leave subdistrict_code out for your own)")
     return key.subdistrict_code

@@ -8,7 +8,6 @@ entry: the table refuses both.
 
 from __future__ import annotations
 
-import getpass
 import json
 from datetime import datetime
 from typing import Any
@@ -30,11 +29,6 @@ _RECORD = text(
     "CAST(:after AS jsonb))"
 )
 COLUMNS = "id, at, actor, role, api_key_id, action, table_name, row_key, rows, before, after, db_user"
-
-
-def command_line_actor(key: ApiKey) -> ApiKey:
-    """Return the command line's key named with the operating-system user running it."""
-    return ApiKey(key.id, f"{key.name} ({getpass.getuser()})", key.role, key.subdistrict_code, key.person_id)
 
 
 def act_as(conn: Connection, key: ApiKey) -> None:

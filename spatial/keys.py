@@ -41,9 +41,13 @@ class ApiKey:
         """Return how events name this caller: the key's name, and its person when it has one."""
         return f"{self.name} ({self.person_id})" if self.person_id else self.name
 
+    def has_role(self, *roles: str) -> bool:
+        """Return True when this key's role is one of ``roles``, or admin (which may do everything)."""
+        return self.role == "admin" or self.role in roles
+
     def require_role(self, *roles: str, doing: str) -> None:
         """Raise Forbidden unless this key's role is one of ``roles`` (admin always may)."""
-        if self.role != "admin" and self.role not in roles:
+        if not self.has_role(*roles):
             allowed = ", ".join((*roles, "admin"))
             raise Forbidden(
                 f"a {self.role} key may not {doing}: use a key with role {allowed}",

@@ -163,10 +163,6 @@ class Action:
     roles: tuple[str, ...]
     description: str
 
-    def allows(self, role: str) -> bool:
-        """Return True when a key of ``role`` may take this action."""
-        return role == "admin" or role in self.roles
-
     def allowed_roles(self) -> tuple[str, ...]:
         """Return the roles that may take this action, admin included."""
         return (*self.roles, "admin")
@@ -318,11 +314,19 @@ def case_dict(row: Any, *, now: datetime | None = None) -> dict[str, Any]:
     }
 
 
-def get_case(conn: Connection, code: str, *, events: bool = True) -> dict[str, Any]:
-    """Return the case ``code`` with its chain and (by default) every event; raise NotFound when unknown."""
+def _case_row(conn: Connection, code: str) -> Any:
     row = conn.execute(_CASE_BY_CODE, {"code": code}).first()
     if row is None:
         raise NotFound(f"no case {code}: case codes look like RX2017-000001 (GET /v1/incidents lists them)")
+    return row
+
+
+def get_case(conn: Connection, code: str, *, events: bool = True) -> dict[str, Any]:
+    """Return the case ``code`` with its chain and (by default) every event; raise NotFound when unknown."""
+    return _case_with_events(conn, _case_row(conn, code), events=events)
+
+
+def _case_with_events(conn: Connection, row: Any, *, events: bool = True) -> dict[str, Any]:
     case = case_dict(row)
     if events:
         case["events"] = [
@@ -456,11 +460,9 @@ def check_reach(key: ApiKey, row: Any) -> None:
 
 def read_case(conn: Connection, code: str, key: ApiKey) -> dict[str, Any]:
     """Return the case ``code`` with its events, as ``key`` may see it; NotFound or Forbidden otherwise."""
-    row = conn.execute(_CASE_BY_CODE, {"code": code}).first()
-    if row is None:
-        raise NotFound(f"no case {code}: case codes look like RX2017-000001 (GET /v1/incidents lists them)")
+    row = _case_row(conn, code)
     check_reach(key, row)
-    return access.case_for_caller(key, get_case(conn, code))
+    return access.case_for_caller(key, _case_with_events(conn, row))
 
 
 def _lock(conn: Connection, code: str, key: ApiKey) -> Any:
@@ -514,7 +516,7 @@ def transition(
             f"allowed: {names}",
             detail={"status": row.status, "action": action, "allowed": describe_actions(allowed)},
         )
-    if not step.allows(key.role):
+    if not key.has_role(*step.roles):
         raise Forbidden(
             f"a {key.role} key may not {action} ({step.label_zh}): roles allowed are {', '.join(step.allowed_roles())}",
             detail={"role": key.role, "allowed_roles": list(step.allowed_roles())},
