@@ -34,6 +34,9 @@ LOCK_CLASS = 5_324_601
 PARALLEL_MIN_BYTES = 2_000_000  # ≈ 25,000 rows: below this, helper connections cost more than they save
 CHUNKS_PER_WORKER = 4  # several chunks each, so that a worker slowed by a busy core does not hold up the rest
 MIN_CHUNK_ROWS = 5_000
+# A large file in chunks of at most this many rows: the caller stores chunk k while the helpers work on the
+# chunks after it, and waits at the end only for the last chunk's insert
+MAX_CHUNK_ROWS = 50_000
 MAX_WORKERS = 8
 
 Cursor = Any  # a psycopg2 cursor
@@ -98,10 +101,14 @@ def helper(engine: Engine) -> Iterator[Cursor]:
         raw = connection.connection.driver_connection
         assert raw is not None
         with connection.begin(), raw.cursor() as cur:
-            # an import of a million rows outlasts the engine's statement timeout (which guards requests)
-            cur.execute("SET LOCAL statement_timeout = 0")
-            cur.execute("SET LOCAL work_mem = '256MB'")
+            _unlimited(cur)
             yield cur
+
+
+def _unlimited(cur: Cursor) -> None:
+    # an import of a million rows outlasts the engine's statement timeout (which guards requests), and sorts
+    # and hashes its chunks in memory (this transaction only)
+    cur.execute("SET LOCAL statement_timeout = 0; SET LOCAL work_mem = '256MB'")
 
 
 def sweep(cur: Cursor) -> int:
@@ -135,10 +142,10 @@ def drop(cur: Cursor, staging: Staging, names: list[str]) -> None:
 
 
 def chunks(rows: int, workers: int) -> list[tuple[int, int]]:
-    """Split row numbers 1..rows into contiguous ranges (first, last), a few per worker."""
+    """Split row numbers 1..rows into contiguous ranges (first, last): a few per worker, none over MAX_CHUNK_ROWS."""
     if rows <= 0:
         return []
-    count = max(1, min(workers * CHUNKS_PER_WORKER, -(-rows // MIN_CHUNK_ROWS)))
+    count = max(1, min(workers * CHUNKS_PER_WORKER, -(-rows // MIN_CHUNK_ROWS)), -(-rows // MAX_CHUNK_ROWS))
     size = -(-rows // count)
     return [(first, min(first + size - 1, rows)) for first in range(1, rows + 1, size)]
 
@@ -148,51 +155,64 @@ def run_workers(
     workers: int,
     ranges: list[tuple[int, int]],
     work: Callable[[Cursor, int, int, int], None],
-    prepare: Callable[[Cursor, int], None],
-    done: Callable[[int, int], None] | None = None,
+    done: Callable[[int, int, int], None] | None = None,
 ) -> None:
-    """Run ``work(cursor, worker, first, last)`` for every range on ``workers`` helper connections at once.
+    """Run ``work(cursor, chunk, first, last)`` for every range on ``workers`` helper connections at once.
 
-    Each worker first calls ``prepare(cursor, worker)`` (its own tables), then takes ranges from a shared
-    queue until none is left, and commits once at the end; ``done(first, last)`` is called in this thread as
-    each range finishes (the progress bar). The first error stops every worker and is raised here.
+    Each range is worked in a transaction of its own, committed when ``work`` returns, so that the caller sees
+    its results at once. ``done(chunk, first, last)`` is called in this thread for every range, in the order of
+    ``ranges`` (a range finished early waits for those before it): the caller stores chunk k while the helpers
+    work on the chunks after it. The first error, a helper's or ``done``'s, stops every worker and is raised here.
     """
-    todo: queue.Queue[tuple[int, int]] = queue.Queue()
-    for r in ranges:
-        todo.put(r)
-    finished: queue.Queue[tuple[int, int] | BaseException | None] = queue.Queue()
+    todo: queue.Queue[tuple[int, int, int]] = queue.Queue()
+    for index, (first, last) in enumerate(ranges):
+        todo.put((index, first, last))
+    finished: queue.Queue[int | BaseException | None] = queue.Queue()
     stop = threading.Event()
 
-    def loop(worker: int) -> None:
+    def loop() -> None:
         try:
-            with helper(engine) as cur:
-                prepare(cur, worker)
+            with engine.connect() as connection:
+                raw = connection.connection.driver_connection
+                assert raw is not None
                 while not stop.is_set():
                     try:
-                        first, last = todo.get_nowait()
+                        index, first, last = todo.get_nowait()
                     except queue.Empty:
                         break
-                    work(cur, worker, first, last)
-                    finished.put((first, last))
+                    with connection.begin(), raw.cursor() as cur:
+                        _unlimited(cur)
+                        work(cur, index, first, last)
+                    finished.put(index)
         except BaseException as exc:  # handed to the calling thread, which raises it
             stop.set()
             finished.put(exc)
         finally:
             finished.put(None)
 
-    threads = [threading.Thread(target=loop, args=(w,), name=f"citygrid-import-{w}") for w in range(workers)]
+    threads = [threading.Thread(target=loop, name=f"citygrid-import-{w}") for w in range(workers)]
     for thread in threads:
         thread.start()
     error: BaseException | None = None
     running = workers
+    ready: set[int] = set()
+    following = 0  # the next range to hand to ``done``
     while running:
         item = finished.get()
         if item is None:
             running -= 1
         elif isinstance(item, BaseException):
             error = error or item
-        elif done is not None:
-            done(*item)
+        else:
+            ready.add(item)
+            while error is None and following in ready:
+                try:
+                    if done is not None:
+                        done(following, *ranges[following])
+                except BaseException as exc:
+                    stop.set()
+                    error = exc
+                following += 1
     for thread in threads:
         thread.join()
     if error is not None:
