@@ -933,7 +933,7 @@ def _chunk_sql(staging: import_staging.Staging, checks: sql.Composed, chunk: int
         ), good AS MATERIALIZED (
             -- the item's time limit comes with the checked row: a join here, on a table the planner has no
             -- statistics for, was a nested loop over the catalogue per row
-            SELECT s.row_no, s.reported_at, s.time_limit, s.time_unit,
+            SELECT s.row_no, s.reported_at, s.time_limit, s.time_unit, s.item_code, s.status,
                    ST_SetSRID(ST_MakePoint(s.lon, s.lat), 4326) AS geom, row_number() OVER (ORDER BY s.row_no) AS n
             FROM rows s
             WHERE s.error IS NULL
@@ -950,7 +950,6 @@ def _chunk_sql(staging: import_staging.Staging, checks: sql.Composed, chunk: int
             -- time; the row's point is projected once, not once per index condition
             SELECT g.row_no, dup.id
             FROM good g
-            JOIN rows s ON s.row_no = g.row_no
             CROSS JOIN LATERAL (
                 SELECT near.id
                 FROM (SELECT ST_Transform(g.geom, 4544) AS p_m OFFSET 0) pm
@@ -960,10 +959,10 @@ def _chunk_sql(staging: import_staging.Staging, checks: sql.Composed, chunk: int
                       AND ST_DWithin(ST_Transform(o.geom, 4544), pm.p_m, %(radius)s)
                     ORDER BY ST_Transform(o.geom, 4544) <-> pm.p_m
                     LIMIT 100) near
-                WHERE near.item_code = s.item_code
-                  AND near.reported_at BETWEEN s.reported_at - %(window)s AND s.reported_at + %(window)s
+                WHERE near.item_code = g.item_code
+                  AND near.reported_at BETWEEN g.reported_at - %(window)s AND g.reported_at + %(window)s
                 LIMIT 1) dup
-            WHERE %(flag_duplicates)s AND s.status NOT IN ('closed', 'rejected')
+            WHERE %(flag_duplicates)s AND g.status NOT IN ('closed', 'rejected')
         )
         SELECT s.row_no,
                coalesce(s.error, {code_error},
@@ -979,12 +978,9 @@ def _chunk_sql(staging: import_staging.Staging, checks: sql.Composed, chunk: int
                c.generation, c.grid_code, c.community_code, c.subdistrict_code, c.squad_code, c.grid_member_id,
                c.street_code, c.street_chief_id, c.river_code, c.river_chief_id, c.outside, dp.id AS duplicate_of
         FROM rows s
-        LEFT JOIN good g ON g.row_no = s.row_no
-        LEFT JOIN chain c ON c.row_no = g.n
-        LEFT JOIN due d ON d.row_no = g.n
+        LEFT JOIN (good g JOIN chain c ON c.row_no = g.n JOIN due d ON d.row_no = g.n) ON g.row_no = s.row_no
         LEFT JOIN duplicates dp ON dp.row_no = s.row_no
         {code_uses}
-        ORDER BY s.row_no
         """
     ).format(checks=checks, code_error=code_error, code_uses=code_uses)
 
