@@ -87,6 +87,34 @@ class Staging:
         return sql.SQL("({})").format(sql.SQL(" UNION ALL ").join(parts))
 
 
+class Background:
+    """A statement running on a helper connection of its own, in a thread; ``wait`` joins it."""
+
+    def __init__(self, engine: Engine, statement: sql.Composable) -> None:
+        self.error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                with helper(engine) as cur:
+                    cur.execute(statement)
+            except BaseException as exc:  # handed to the thread that waits
+                self.error = exc
+
+        self.thread = threading.Thread(target=run, name="citygrid-import-background")
+        self.thread.start()
+
+    def wait(self, *, raising: bool = True) -> None:
+        """Wait until the statement is committed; raise its error (unless ``raising`` is False)."""
+        self.thread.join()
+        if raising and self.error is not None:
+            raise self.error
+
+
+def in_background(engine: Engine, statement: sql.Composable) -> Background:
+    """Start ``statement`` on a helper connection of its own, committed when it ends; return its Background."""
+    return Background(engine, statement)
+
+
 def helpers_can_see(cur: Cursor) -> bool:
     """Return whether the caller's transaction has written nothing yet: then other connections see what it sees."""
     cur.execute("SELECT txid_current_if_assigned() IS NULL")

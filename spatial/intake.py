@@ -622,7 +622,7 @@ def import_stream(
             # each chunk reads its range of row numbers; without an index every chunk scanned the whole file.
             # BRIN: the rows were copied in row number order, and it costs next to nothing to build
             target.execute(sql.SQL("CREATE INDEX ON {} USING brin (row_no)").format(staging.table("raw")))
-            if "code" in found:
+            if "code" in found and not staging.parallel:
                 target.execute(_code_uses_sql(staging, found["code"]))
             if coords_from_python:
                 _stage_converted_coordinates(target, staging, found, input_crs.name)
@@ -634,6 +634,18 @@ def import_stream(
         else:
             report.rows = copy(cur)
         report.seconds["copy"] = time.perf_counter() - started
+        # The codes the file repeats, counted over the whole file on a connection of their own while the helpers
+        # start on the chunks (a million codes take a second or two): the first chunk is stored once they are.
+        codes_counted = (
+            import_staging.in_background(conn.engine, _code_uses_sql(staging, found["code"]))
+            if "code" in found and staging.parallel
+            else None
+        )
+        repeated = (
+            sql.SQL("AND NOT EXISTS (SELECT FROM {} u WHERE u.code = g.code)").format(staging.table("code_uses"))
+            if "code" in found
+            else sql.SQL("")
+        )
 
         # Chunk by chunk on every helper: checks, chain, due time, duplicates. Each chunk, once ready, is stored
         # here in file order while the helpers work on the chunks after it. A file with a bad row is still read to
@@ -642,7 +654,7 @@ def import_stream(
         # does with its transaction.
         stage = time.perf_counter()
         ranges = import_staging.chunks(report.rows, workers)
-        tables += [f"ready_{k}" for k in range(len(ranges))]
+        tables += [f"{t}_{k}" for k in range(len(ranges)) for t in ("ready", "keys")]
         references = _References(cur)
         cur.execute("SAVEPOINT citygrid_import")
         if references.set_based:
@@ -653,23 +665,28 @@ def import_stream(
         try:
 
             def work(target: Any, chunk: int, first: int, last: int) -> None:
-                target.execute(
-                    _chunk_sql(staging, checks, chunk, "code" in found), {"first": first, "last": last, **params}
-                )
+                target.execute(_chunk_sql(staging, checks, chunk), {"first": first, "last": last, **params})
+                if references.set_based:
+                    ready = staging.table(f"ready_{chunk}")
+                    target.execute(references.distinct_sql(ready, staging.create_as(f"keys_{chunk}")))
 
             def store(chunk: int, first: int, last: int) -> None:
                 nonlocal inserting
                 began = time.perf_counter()
-                ready = staging.table(f"ready_{chunk}")
-                cur.execute(sql.SQL("SELECT row_no, error FROM {} WHERE error IS NOT NULL ORDER BY 1").format(ready))
+                if codes_counted is not None:
+                    codes_counted.wait()
+                cur.execute(_chunk_errors_sql(staging, chunk, "code" in found))
                 bad = [RowError(int(r[0]), r[1]) for r in cur.fetchall()]
                 report.errors.extend(bad)
                 report.invalid += len(bad)
                 if skip_invalid or not report.invalid:
                     if references.set_based:
-                        references.lock_and_check(cur, ready)
+                        references.lock_and_check(cur, staging.table(f"keys_{chunk}"))
                     try:
-                        cur.execute(sql.SQL(_INSERT_CHUNK_SQL).format(ready=ready), params)
+                        cur.execute(
+                            sql.SQL(_INSERT_CHUNK_SQL).format(ready=staging.table(f"ready_{chunk}"), repeated=repeated),
+                            params,
+                        )
                     except psycopg2.errors.UniqueViolation as exc:
                         raise Conflict(
                             f"{exc.diag.message_detail} (stored by another writer during the import): nothing was "
@@ -691,6 +708,8 @@ def import_stream(
                     work(cur, chunk, first, last)
                     store(chunk, first, last)
         except BaseException:
+            if codes_counted is not None:
+                codes_counted.wait(raising=False)
             cur.execute("ROLLBACK TO SAVEPOINT citygrid_import")
             raise
         report.seconds["check_and_assign"] = time.perf_counter() - stage
@@ -905,28 +924,18 @@ def _insert_params(key: ApiKey, rules: OwnerSettings, flag_duplicates: bool) -> 
     }
 
 
-def _chunk_sql(staging: import_staging.Staging, checks: sql.Composed, chunk: int, has_codes: bool) -> sql.Composed:
+def _chunk_sql(staging: import_staging.Staging, checks: sql.Composed, chunk: int) -> sql.Composed:
     """Compose the CREATE TABLE … AS that makes chunk ``chunk`` (rows first..last) ready to be stored.
 
     Every row of the chunk with its first problem (NULL: good) and, for the good ones, everything the insert
     needs: the chain from ``citygrid_owner_points`` (one call for the whole chunk, the function single reports
     use) and the due time from the item's time limit on the official calendar, both as of the row's report;
     the nearest open possible duplicate among the cases stored before the import (as the single intake does);
-    and the start of the case code, for rows without one. A code may appear once, in the file (``code_uses``,
-    counted over the whole file when it was copied) and among the stored cases; only rows with no other
-    problem get these errors, and only rows with none of them can be "not covered".
+    and the start of the case code, for rows without one. A code may appear once, among the stored cases and in
+    the file; only rows with no other problem get these errors, and only rows with none of them can be "not
+    covered". Whether the code appears again in the file is known once the whole file is counted: the caller
+    applies it (``_chunk_errors_sql``) to the rows marked ``code_free``.
     """
-    if has_codes:
-        code_uses = sql.SQL("LEFT JOIN {} u ON u.code = s.code").format(staging.table("code_uses"))
-        code_error = sql.SQL(
-            """CASE WHEN s.error IS NULL AND s.code IS NOT NULL THEN
-                   CASE WHEN EXISTS (SELECT FROM incidents ex WHERE ex.code = s.code)
-                        THEN 'code ' || s.code || ' already exists'
-                        WHEN u.uses > 1 THEN 'code ' || s.code || ' appears ' || u.uses || ' times in the file' END
-               END"""
-        )
-    else:
-        code_uses, code_error = sql.SQL(""), sql.SQL("NULL::text")
     return staging.create_as(f"ready_{chunk}") + sql.SQL(
         """
         WITH rows AS MATERIALIZED ({checks}
@@ -963,13 +972,17 @@ def _chunk_sql(staging: import_staging.Staging, checks: sql.Composed, chunk: int
                   AND near.reported_at BETWEEN g.reported_at - %(window)s AND g.reported_at + %(window)s
                 LIMIT 1) dup
             WHERE %(flag_duplicates)s AND g.status NOT IN ('closed', 'rejected')
+        ), taken AS MATERIALIZED (
+            SELECT s.row_no FROM rows s
+            WHERE s.error IS NULL AND s.code IS NOT NULL AND EXISTS (SELECT FROM incidents ex WHERE ex.code = s.code)
         )
         SELECT s.row_no,
-               coalesce(s.error, {code_error},
+               coalesce(s.error, CASE WHEN t.row_no IS NOT NULL THEN 'code ' || s.code || ' already exists' END,
                         CASE WHEN s.error IS NULL AND c.grid_code IS NULL
                              THEN 'not covered: ' || round(c.distance_to_grid_m::numeric, 1)
                                   || ' m from the nearest grid ' || c.nearest_grid_code
                                   || ' (check the coordinates and their crs)' END) AS error,
+               s.error IS NULL AND t.row_no IS NULL AND s.code IS NOT NULL AS code_free,
                s.code,
                CASE WHEN s.code IS NULL THEN (CAST(%(prefixes)s AS jsonb) ->> s.source)
                     || to_char(s.reported_at AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDD') || '-' END AS code_prefix,
@@ -980,9 +993,23 @@ def _chunk_sql(staging: import_staging.Staging, checks: sql.Composed, chunk: int
         FROM rows s
         LEFT JOIN (good g JOIN chain c ON c.row_no = g.n JOIN due d ON d.row_no = g.n) ON g.row_no = s.row_no
         LEFT JOIN duplicates dp ON dp.row_no = s.row_no
-        {code_uses}
+        LEFT JOIN taken t ON t.row_no = s.row_no
         """
-    ).format(checks=checks, code_error=code_error, code_uses=code_uses)
+    ).format(checks=checks)
+
+
+def _chunk_errors_sql(staging: import_staging.Staging, chunk: int, has_codes: bool) -> sql.Composed:
+    """Compose the query listing the bad rows of a ready chunk, with the codes the file repeats, in row order."""
+    if not has_codes:
+        return sql.SQL("SELECT row_no, error FROM {} WHERE error IS NOT NULL ORDER BY 1").format(
+            staging.table(f"ready_{chunk}")
+        )
+    return sql.SQL(
+        "SELECT r.row_no, CASE WHEN r.code_free AND u.uses > 1"
+        " THEN 'code ' || r.code || ' appears ' || u.uses || ' times in the file' ELSE r.error END"
+        " FROM {ready} r LEFT JOIN {uses} u ON u.code = r.code"
+        " WHERE r.error IS NOT NULL OR (r.code_free AND u.uses > 1) ORDER BY 1"
+    ).format(ready=staging.table(f"ready_{chunk}"), uses=staging.table("code_uses"))
 
 
 def _code_uses_sql(staging: import_staging.Staging, code_column: int) -> sql.Composed:
@@ -1007,7 +1034,7 @@ WITH ins AS (
         n.grid_code, n.community_code, n.subdistrict_code, n.squad_code, n.grid_member_id, n.street_code,
         n.street_chief_id, n.river_code, n.river_chief_id, n.outside, n.duplicate_of, %(key_id)s
     FROM (SELECT r.*, nextval('incidents_id_seq') AS id
-          FROM (SELECT * FROM {ready} WHERE error IS NULL ORDER BY row_no) r) n
+          FROM (SELECT * FROM {ready} g WHERE g.error IS NULL {repeated} ORDER BY g.row_no) r) n
     RETURNING duplicate_of
 )
 SELECT count(*), count(duplicate_of) FROM ins
@@ -1016,10 +1043,11 @@ SELECT count(*), count(duplicate_of) FROM ins
 
 @dataclass(frozen=True)
 class _Reference:
-    """One foreign key of incidents: the referenced table and column, and the incidents columns pointing there."""
+    """One foreign key of incidents: the referenced table, column and type, and the incidents columns pointing there."""
 
     table: sql.Identifier
     column: str
+    type: str
     columns: tuple[str, ...]
     constraints: tuple[str, ...]
 
@@ -1028,44 +1056,60 @@ class _References:
     """The foreign keys of incidents, checked set-based for a bulk insert that runs without the row triggers.
 
     PostgreSQL checks a foreign key with a query per inserted row (≈4 µs each, four keys: a third of a
-    million-row insert). A bulk import instead locks the distinct referenced rows of each chunk FOR KEY SHARE,
-    as those per-row checks do, and refuses the file if any is missing; then inserts the chunk with
-    ``session_replication_role = replica``, under which no row trigger fires. A referenced row deleted before
-    the lock is found missing; one deleted after it waits for this transaction and then fails its own check.
-    The keys are read from the catalogue, so a key added later is checked too.
+    million-row insert). A bulk import instead gathers the distinct keys of each chunk (``distinct_sql``, on a
+    helper), locks the rows they refer to FOR KEY SHARE, as those per-row checks do, and refuses the file if any
+    is missing (``lock_and_check``, in the caller's transaction); then inserts the chunk with
+    ``session_replication_role = replica``, under which no row trigger fires. A referenced row deleted before the
+    lock is found missing; one deleted after it waits for this transaction and then fails its own check. The keys
+    are read from the catalogue, so a key added later is checked too.
     """
 
     def __init__(self, cur: Cursor) -> None:
         cur.execute(
             """
-            SELECT n.nspname, t.relname, fa.attname, array_agg(a.attname ORDER BY a.attname),
-                   array_agg(c.conname ORDER BY a.attname), bool_and(cardinality(c.conkey) = 1)
+            SELECT n.nspname, t.relname, fa.attname, format_type(fa.atttypid, fa.atttypmod),
+                   array_agg(a.attname ORDER BY a.attname), array_agg(c.conname ORDER BY a.attname),
+                   bool_and(cardinality(c.conkey) = 1)
             FROM pg_constraint c
             JOIN pg_class t ON t.oid = c.confrelid
             JOIN pg_namespace n ON n.oid = t.relnamespace
             JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
             JOIN pg_attribute fa ON fa.attrelid = c.confrelid AND fa.attnum = c.confkey[1]
             WHERE c.conrelid = 'incidents'::regclass AND c.contype = 'f'
-            GROUP BY n.nspname, t.relname, fa.attname ORDER BY t.relname, fa.attname
+            GROUP BY n.nspname, t.relname, fa.attname, fa.atttypid, fa.atttypmod ORDER BY t.relname, fa.attname
             """
         )
         found = cur.fetchall()
         self.references = [
-            _Reference(sql.Identifier(schema, table), column, tuple(columns), tuple(names))
-            for schema, table, column, columns, names, _ in found
+            _Reference(sql.Identifier(schema, table), column, type_name, tuple(columns), tuple(names))
+            for schema, table, column, type_name, columns, names, _ in found
         ]
         # only single-column keys are checked here; with any other, the row triggers stay on
-        self.set_based = all(single for *_, single in found) and _may_skip_row_triggers(cur)
+        self.set_based = bool(found) and all(single for *_, single in found) and _may_skip_row_triggers(cur)
 
-    def lock_and_check(self, cur: Cursor, ready: sql.Composable) -> None:
-        """Lock the rows the good rows of ``ready`` refer to; raise Conflict naming any that does not exist."""
-        for ref in self.references:
+    def distinct_sql(self, ready: sql.Composable, keys: sql.Composed) -> sql.Composed:
+        """Compose the statement that starts with ``keys`` (a CREATE TABLE … AS) and lists the good rows' keys."""
+        return keys + sql.SQL(" UNION ALL ").join(
+            sql.SQL(
+                "SELECT {n} AS reference, CAST(v.key AS text) AS key"
+                " FROM {ready} t, unnest(ARRAY[{columns}]) AS v (key)"
+                " WHERE t.error IS NULL AND v.key IS NOT NULL GROUP BY v.key"
+            ).format(
+                n=sql.Literal(n),
+                ready=ready,
+                columns=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in ref.columns),
+            )
+            for n, ref in enumerate(self.references)
+        )
+
+    def lock_and_check(self, cur: Cursor, keys: sql.Composable) -> None:
+        """Lock the rows the keys listed in ``keys`` refer to; raise Conflict naming any that does not exist."""
+        for n, ref in enumerate(self.references):
             cur.execute(
                 sql.SQL(
                     """
                     WITH refs AS (
-                        SELECT DISTINCT v.key FROM {ready} t, unnest(ARRAY[{columns}]) AS v (key)
-                        WHERE t.error IS NULL AND v.key IS NOT NULL
+                        SELECT CAST(k.key AS {type}) AS key FROM {keys} k WHERE k.reference = {n}
                     ), locked AS (
                         SELECT p.{column} AS key FROM {table} p WHERE p.{column} IN (SELECT key FROM refs)
                         FOR KEY SHARE
@@ -1073,8 +1117,9 @@ class _References:
                     SELECT key FROM refs EXCEPT SELECT key FROM locked ORDER BY 1
                     """
                 ).format(
-                    ready=ready,
-                    columns=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in ref.columns),
+                    type=sql.SQL(ref.type),  # a type name from the catalogue
+                    keys=keys,
+                    n=sql.Literal(n),
                     column=sql.Identifier(ref.column),
                     table=ref.table,
                 )

@@ -243,8 +243,8 @@ def test_scratch_tables_of_a_rolled_back_import_are_swept_by_the_next(engine: En
         with first.begin() as transaction:
             import_file(first, path, key=CLI_KEY, rules=RULES, workers=2)
             transaction.rollback()  # the import's own DROP of its scratch tables is undone with it
-        # the file, its repeated codes and its one chunk of ready rows (no converted coordinates: WGS-84)
-        assert sorted(t.split("_", 1)[1] for t in _scratch_tables(first)) == ["code_uses", "raw", "ready_0"]
+        # the file, its repeated codes, its one chunk of ready rows and their keys (no converted coordinates: WGS-84)
+        assert sorted(t.split("_", 1)[1] for t in _scratch_tables(first)) == ["code_uses", "keys_0", "raw", "ready_0"]
     with engine.connect() as second, second.begin() as transaction:
         import_file(second, path, key=CLI_KEY, rules=RULES, workers=2)
         assert _scratch_tables(second) == []
@@ -261,9 +261,9 @@ def test_every_foreign_key_of_incidents_is_checked_set_based_when_the_row_trigge
     with raw.cursor() as cur:
         references = _References(cur)
         assert references.set_based  # the tests' database user may set session_replication_role
-        assert {(r.table.strings[1], r.column, r.columns) for r in references.references} == {
-            ("catalogue_items", "code", ("item_code",)),
-            ("people", "id", ("grid_member_id", "river_chief_id", "street_chief_id")),
+        assert {(r.table.strings[1], r.column, r.type, r.columns) for r in references.references} == {
+            ("catalogue_items", "code", "text", ("item_code",)),
+            ("people", "id", "text", ("grid_member_id", "river_chief_id", "street_chief_id")),
         }
         # a ready chunk whose grid member does not exist (as if deleted while the file was being read)
         cur.execute(
@@ -272,8 +272,9 @@ def test_every_foreign_key_of_incidents_is_checked_set_based_when_the_row_trigge
             " ('a bad row', '9999', 'P8888', NULL, NULL))"
             " AS t (error, item_code, grid_member_id, street_chief_id, river_chief_id)"
         )
+        cur.execute(references.distinct_sql(sql.Identifier("ready_bad"), sql.SQL("CREATE TEMP TABLE keys_bad AS ")))
         with pytest.raises(Conflict) as refused:
-            references.lock_and_check(cur, sql.Identifier("ready_bad"))
+            references.lock_and_check(cur, sql.Identifier("keys_bad"))
     assert refused.value.detail == {
         "constraints": ["incidents_grid_member_id_fkey", "incidents_river_chief_id_fkey",
                         "incidents_street_chief_id_fkey"],
