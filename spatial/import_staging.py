@@ -191,12 +191,28 @@ def run_workers(
     its results at once. ``done(chunk, first, last)`` is called in this thread for every range, in the order of
     ``ranges`` (a range finished early waits for those before it): the caller stores chunk k while the helpers
     work on the chunks after it. The first error, a helper's or ``done``'s, stops every worker and is raised here.
+
+    At most ``workers + 1`` ranges are taken and not yet done: a helper waits rather than run ahead of the
+    caller, which keeps the cores for the caller's inserts while it lags, instead of leaving it alone on one
+    core at the end with the chunks it had not stored yet.
     """
     todo: queue.Queue[tuple[int, int, int]] = queue.Queue()
     for index, (first, last) in enumerate(ranges):
         todo.put((index, first, last))
     finished: queue.Queue[int | BaseException | None] = queue.Queue()
     stop = threading.Event()
+    ahead = threading.Semaphore(workers + 1)
+
+    def take() -> tuple[int, int, int] | None:
+        """Wait for room ahead of the caller, then take the next range (None: none left, or stopped)."""
+        while not ahead.acquire(timeout=0.1):
+            if stop.is_set():
+                return None
+        try:
+            return todo.get_nowait()
+        except queue.Empty:
+            ahead.release()
+            return None
 
     def loop() -> None:
         try:
@@ -204,10 +220,10 @@ def run_workers(
                 raw = connection.connection.driver_connection
                 assert raw is not None
                 while not stop.is_set():
-                    try:
-                        index, first, last = todo.get_nowait()
-                    except queue.Empty:
+                    taken = take()
+                    if taken is None:
                         break
+                    index, first, last = taken
                     with connection.begin(), raw.cursor() as cur:
                         _unlimited(cur)
                         work(cur, index, first, last)
@@ -241,6 +257,7 @@ def run_workers(
                     stop.set()
                     error = exc
                 following += 1
+                ahead.release()
     for thread in threads:
         thread.join()
     if error is not None:
