@@ -1,17 +1,19 @@
 """Where a bulk import keeps its scratch tables, and the helper connections that fill them on every core.
 
 An import of a million cases spends most of its time on per-row work that does not depend on the other rows:
-typing and checking each row, its responsibility chain (``citygrid_owner_points``) and its due time. That work
-is split into chunks of rows, done by one helper connection per core at once; only the final ``INSERT … SELECT``
-runs in the caller's transaction, so a file still goes in whole or not at all.
+typing and checking each row, its responsibility chain (``citygrid_owner_points``), its due time and a
+possible duplicate. That work is split into chunks of rows, done by one helper connection per core at once,
+each chunk committed as soon as it is ready; the caller stores each ready chunk in its own transaction, in
+file order, while the helpers work on the chunks after it (``run_workers``), so a file still goes in whole or
+not at all.
 
 Helper connections cannot see the caller's uncommitted temporary tables. So a parallel import stages the file
-and the per-row results in UNLOGGED tables of the ``citygrid_import`` schema (migration 0005), committed by the
-helpers. The caller's transaction holds an advisory lock on the import's id until it ends and drops the tables
-itself; tables left by an import whose transaction rolled back are swept by the next parallel import (their
-lock is free). A small file, or a caller's transaction that has already written something the helpers could
-not see (a boundary edit, a duty change), is staged in temporary tables of the caller's transaction instead,
-and the same statements run there one after another.
+and the per-chunk results in UNLOGGED tables of the ``citygrid_import`` schema (migration 0005), committed by
+the helpers. The caller's transaction holds an advisory lock on the import's id until it ends and drops the
+tables itself; tables left by an import whose transaction rolled back are swept by the next parallel import
+(their lock is free). A small file, or a caller's transaction that has already written something the helpers
+could not see (a boundary edit, a duty change), is staged in temporary tables of the caller's transaction
+instead, and the same statements run there one after another.
 """
 
 from __future__ import annotations

@@ -7,12 +7,12 @@ open, within 3 m and 24 h: an index on open cases, not a scan), and inserts the 
 An Idempotency-Key makes a retried request return the first result: the key is unique per API key, so two
 concurrent retries cannot both insert.
 
-A file (CSV, GeoJSON, GeoPackage): COPY into a staging table as text; check every row set-based (each bad row
-gets its own message) and give the good ones their chain and due time, in chunks on one helper connection per
-core (``spatial.import_staging``); check the codes against the whole file and the database; then one
-``INSERT … SELECT`` in the caller's transaction adds the nearest open possible duplicate and stores the rows.
-A file goes in whole or not at all, unless ``skip_invalid`` is given: then the good rows go in and the bad ones
-are reported.
+A file (CSV, GeoJSON, GeoPackage): COPY into a staging table as text; in chunks on one helper connection per
+core (``spatial.import_staging``), check every row set-based (each bad row gets its own message) and give the
+good ones their chain, due time and nearest open possible duplicate, with the same SQL functions; each ready
+chunk is stored by one ``INSERT … SELECT`` in the caller's transaction while the helpers work on the next. The
+foreign keys of those inserts are checked set-based, their rows locked (``_References``). A file goes in whole
+or not at all, unless ``skip_invalid`` is given: then the good rows go in and the bad ones are reported.
 """
 
 from __future__ import annotations
@@ -535,9 +535,10 @@ def import_stream(
 ) -> ImportReport:
     """Import CSV bytes (UTF-8, a header row) of cases; see ``import_file`` for the rules.
 
-    Steps: COPY the file into a staging table as text; check every row and compute its chain and due time,
-    in chunks, on ``workers`` helper connections at once (``spatial.import_staging``); check the codes
-    against the whole file and the database; then one ``INSERT … SELECT`` in the caller's transaction.
+    Steps: COPY the file into a staging table as text and count the codes it repeats; check every row and
+    compute its chain, due time and possible duplicate in chunks, on ``workers`` helper connections at once
+    (``spatial.import_staging``); store each chunk, in file order, with one ``INSERT … SELECT`` in the caller's
+    transaction while the helpers work on the chunks after it.
     """
     key.require_role(*IMPORTING_ROLES, doing="import case files")
     if source is not None and source not in SOURCES:
