@@ -1,17 +1,19 @@
 """Where a bulk import keeps its scratch tables, and the helper connections that fill them on every core.
 
 An import of a million cases spends most of its time on per-row work that does not depend on the other rows:
-typing and checking each row, its responsibility chain (``citygrid_owner_points``) and its due time. That work
-is split into chunks of rows, done by one helper connection per core at once; only the final ``INSERT … SELECT``
-runs in the caller's transaction, so a file still goes in whole or not at all.
+typing and checking each row, its responsibility chain (``citygrid_owner_points``), its due time and a
+possible duplicate. That work is split into chunks of rows, done by one helper connection per core at once,
+each chunk committed as soon as it is ready; the caller stores each ready chunk in its own transaction, in
+file order, while the helpers work on the chunks after it (``run_workers``), so a file still goes in whole or
+not at all.
 
 Helper connections cannot see the caller's uncommitted temporary tables. So a parallel import stages the file
-and the per-row results in UNLOGGED tables of the ``citygrid_import`` schema (migration 0005), committed by the
-helpers. The caller's transaction holds an advisory lock on the import's id until it ends and drops the tables
-itself; tables left by an import whose transaction rolled back are swept by the next parallel import (their
-lock is free). A small file, or a caller's transaction that has already written something the helpers could
-not see (a boundary edit, a duty change), is staged in temporary tables of the caller's transaction instead,
-and the same statements run there one after another.
+and the per-chunk results in UNLOGGED tables of the ``citygrid_import`` schema (migration 0005), committed by
+the helpers. The caller's transaction holds an advisory lock on the import's id until it ends and drops the
+tables itself; tables left by an import whose transaction rolled back are swept by the next parallel import
+(their lock is free). A small file, or a caller's transaction that has already written something the helpers
+could not see (a boundary edit, a duty change), is staged in temporary tables of the caller's transaction
+instead, and the same statements run there one after another.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ LOCK_CLASS = 5_324_601
 PARALLEL_MIN_BYTES = 2_000_000  # ≈ 25,000 rows: below this, helper connections cost more than they save
 CHUNKS_PER_WORKER = 4  # several chunks each, so that a worker slowed by a busy core does not hold up the rest
 MIN_CHUNK_ROWS = 5_000
+# A large file in chunks of at most this many rows: the caller stores chunk k while the helpers work on the
+# chunks after it, and waits at the end only for the last chunk's insert
+MAX_CHUNK_ROWS = 50_000
 MAX_WORKERS = 8
 
 Cursor = Any  # a psycopg2 cursor
@@ -84,6 +89,34 @@ class Staging:
         return sql.SQL("({})").format(sql.SQL(" UNION ALL ").join(parts))
 
 
+class Background:
+    """A statement running on a helper connection of its own, in a thread; ``wait`` joins it."""
+
+    def __init__(self, engine: Engine, statement: sql.Composable) -> None:
+        self.error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                with helper(engine) as cur:
+                    cur.execute(statement)
+            except BaseException as exc:  # handed to the thread that waits
+                self.error = exc
+
+        self.thread = threading.Thread(target=run, name="citygrid-import-background")
+        self.thread.start()
+
+    def wait(self, *, raising: bool = True) -> None:
+        """Wait until the statement is committed; raise its error (unless ``raising`` is False)."""
+        self.thread.join()
+        if raising and self.error is not None:
+            raise self.error
+
+
+def in_background(engine: Engine, statement: sql.Composable) -> Background:
+    """Start ``statement`` on a helper connection of its own, committed when it ends; return its Background."""
+    return Background(engine, statement)
+
+
 def helpers_can_see(cur: Cursor) -> bool:
     """Return whether the caller's transaction has written nothing yet: then other connections see what it sees."""
     cur.execute("SELECT txid_current_if_assigned() IS NULL")
@@ -98,10 +131,14 @@ def helper(engine: Engine) -> Iterator[Cursor]:
         raw = connection.connection.driver_connection
         assert raw is not None
         with connection.begin(), raw.cursor() as cur:
-            # an import of a million rows outlasts the engine's statement timeout (which guards requests)
-            cur.execute("SET LOCAL statement_timeout = 0")
-            cur.execute("SET LOCAL work_mem = '256MB'")
+            _unlimited(cur)
             yield cur
+
+
+def _unlimited(cur: Cursor) -> None:
+    # an import of a million rows outlasts the engine's statement timeout (which guards requests), and sorts
+    # and hashes its chunks in memory (this transaction only)
+    cur.execute("SET LOCAL statement_timeout = 0; SET LOCAL work_mem = '256MB'")
 
 
 def sweep(cur: Cursor) -> int:
@@ -135,10 +172,10 @@ def drop(cur: Cursor, staging: Staging, names: list[str]) -> None:
 
 
 def chunks(rows: int, workers: int) -> list[tuple[int, int]]:
-    """Split row numbers 1..rows into contiguous ranges (first, last), a few per worker."""
+    """Split row numbers 1..rows into contiguous ranges (first, last): a few per worker, none over MAX_CHUNK_ROWS."""
     if rows <= 0:
         return []
-    count = max(1, min(workers * CHUNKS_PER_WORKER, -(-rows // MIN_CHUNK_ROWS)))
+    count = max(1, min(workers * CHUNKS_PER_WORKER, -(-rows // MIN_CHUNK_ROWS)), -(-rows // MAX_CHUNK_ROWS))
     size = -(-rows // count)
     return [(first, min(first + size - 1, rows)) for first in range(1, rows + 1, size)]
 
@@ -148,51 +185,81 @@ def run_workers(
     workers: int,
     ranges: list[tuple[int, int]],
     work: Callable[[Cursor, int, int, int], None],
-    prepare: Callable[[Cursor, int], None],
-    done: Callable[[int, int], None] | None = None,
+    done: Callable[[int, int, int], None] | None = None,
 ) -> None:
-    """Run ``work(cursor, worker, first, last)`` for every range on ``workers`` helper connections at once.
+    """Run ``work(cursor, chunk, first, last)`` for every range on ``workers`` helper connections at once.
 
-    Each worker first calls ``prepare(cursor, worker)`` (its own tables), then takes ranges from a shared
-    queue until none is left, and commits once at the end; ``done(first, last)`` is called in this thread as
-    each range finishes (the progress bar). The first error stops every worker and is raised here.
+    Each range is worked in a transaction of its own, committed when ``work`` returns, so that the caller sees
+    its results at once. ``done(chunk, first, last)`` is called in this thread for every range, in the order of
+    ``ranges`` (a range finished early waits for those before it): the caller stores chunk k while the helpers
+    work on the chunks after it. The first error, a helper's or ``done``'s, stops every worker and is raised here.
+
+    At most ``workers + 1`` ranges are taken and not yet done: a helper waits rather than run ahead of the
+    caller, which keeps the cores for the caller's inserts while it lags, instead of leaving it alone on one
+    core at the end with the chunks it had not stored yet.
     """
-    todo: queue.Queue[tuple[int, int]] = queue.Queue()
-    for r in ranges:
-        todo.put(r)
-    finished: queue.Queue[tuple[int, int] | BaseException | None] = queue.Queue()
+    todo: queue.Queue[tuple[int, int, int]] = queue.Queue()
+    for index, (first, last) in enumerate(ranges):
+        todo.put((index, first, last))
+    finished: queue.Queue[int | BaseException | None] = queue.Queue()
     stop = threading.Event()
+    ahead = threading.Semaphore(workers + 1)
 
-    def loop(worker: int) -> None:
+    def take() -> tuple[int, int, int] | None:
+        """Wait for room ahead of the caller, then take the next range (None: none left, or stopped)."""
+        while not ahead.acquire(timeout=0.1):
+            if stop.is_set():
+                return None
         try:
-            with helper(engine) as cur:
-                prepare(cur, worker)
+            return todo.get_nowait()
+        except queue.Empty:
+            ahead.release()
+            return None
+
+    def loop() -> None:
+        try:
+            with engine.connect() as connection:
+                raw = connection.connection.driver_connection
+                assert raw is not None
                 while not stop.is_set():
-                    try:
-                        first, last = todo.get_nowait()
-                    except queue.Empty:
+                    taken = take()
+                    if taken is None:
                         break
-                    work(cur, worker, first, last)
-                    finished.put((first, last))
+                    index, first, last = taken
+                    with connection.begin(), raw.cursor() as cur:
+                        _unlimited(cur)
+                        work(cur, index, first, last)
+                    finished.put(index)
         except BaseException as exc:  # handed to the calling thread, which raises it
             stop.set()
             finished.put(exc)
         finally:
             finished.put(None)
 
-    threads = [threading.Thread(target=loop, args=(w,), name=f"citygrid-import-{w}") for w in range(workers)]
+    threads = [threading.Thread(target=loop, name=f"citygrid-import-{w}") for w in range(workers)]
     for thread in threads:
         thread.start()
     error: BaseException | None = None
     running = workers
+    ready: set[int] = set()
+    following = 0  # the next range to hand to ``done``
     while running:
         item = finished.get()
         if item is None:
             running -= 1
         elif isinstance(item, BaseException):
             error = error or item
-        elif done is not None:
-            done(*item)
+        else:
+            ready.add(item)
+            while error is None and following in ready:
+                try:
+                    if done is not None:
+                        done(following, *ranges[following])
+                except BaseException as exc:
+                    stop.set()
+                    error = exc
+                following += 1
+                ahead.release()
     for thread in threads:
         thread.join()
     if error is not None:

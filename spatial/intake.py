@@ -7,12 +7,12 @@ open, within 3 m and 24 h: an index on open cases, not a scan), and inserts the 
 An Idempotency-Key makes a retried request return the first result: the key is unique per API key, so two
 concurrent retries cannot both insert.
 
-A file (CSV, GeoJSON, GeoPackage): COPY into a staging table as text; check every row set-based (each bad row
-gets its own message) and give the good ones their chain and due time, in chunks on one helper connection per
-core (``spatial.import_staging``); check the codes against the whole file and the database; then one
-``INSERT … SELECT`` in the caller's transaction adds the nearest open possible duplicate and stores the rows.
-A file goes in whole or not at all, unless ``skip_invalid`` is given: then the good rows go in and the bad ones
-are reported.
+A file (CSV, GeoJSON, GeoPackage): COPY into a staging table as text; in chunks on one helper connection per
+core (``spatial.import_staging``), check every row set-based (each bad row gets its own message) and give the
+good ones their chain, due time and nearest open possible duplicate, with the same SQL functions; each ready
+chunk is stored by one ``INSERT … SELECT`` in the caller's transaction while the helpers work on the next. The
+foreign keys of those inserts are checked set-based, their rows locked (``_References``). A file goes in whole
+or not at all, unless ``skip_invalid`` is given: then the good rows go in and the bad ones are reported.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from spatial import encoding as text_encoding
 from spatial.catalogue import ITEMS
 from spatial.crs import parse_crs, to_wgs84_arrays
 from spatial.db import run_prepared
-from spatial.errors import Forbidden, InvalidInput
+from spatial.errors import Conflict, Forbidden, InvalidInput
 from spatial.keys import ApiKey
 from spatial.layers.incidents import SOURCES
 from spatial.owner import CENTRAL_MERIDIAN, FAR_FROM_MERIDIAN_DEG, locate, outside_zone
@@ -334,6 +334,7 @@ GEO_SUFFIXES = (".geojson", ".json", ".gpkg", ".fgb", ".shp")
 MAX_LISTED_ERRORS = 1000
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+Cursor = import_staging.Cursor
 
 _NUMBER_RE = r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$"
 _INTEGER_RE = r"^\s*[0-9]{1,6}\s*$"
@@ -534,9 +535,10 @@ def import_stream(
 ) -> ImportReport:
     """Import CSV bytes (UTF-8, a header row) of cases; see ``import_file`` for the rules.
 
-    Steps: COPY the file into a staging table as text; check every row and compute its chain and due time,
-    in chunks, on ``workers`` helper connections at once (``spatial.import_staging``); check the codes
-    against the whole file and the database; then one ``INSERT … SELECT`` in the caller's transaction.
+    Steps: COPY the file into a staging table as text and count the codes it repeats; check every row and
+    compute its chain, due time and possible duplicate in chunks, on ``workers`` helper connections at once
+    (``spatial.import_staging``); store each chunk, in file order, with one ``INSERT … SELECT`` in the caller's
+    transaction while the helpers work on the chunks after it.
     """
     key.require_role(*IMPORTING_ROLES, doing="import case files")
     if source is not None and source not in SOURCES:
@@ -562,15 +564,8 @@ def import_stream(
     raw = conn.connection.driver_connection
     assert raw is not None
     with raw.cursor() as cur:
-        # ON COMMIT DROP tables live until the transaction ends: a second import in one transaction starts clean
-        cur.execute(
-            sql.SQL("DROP TABLE IF EXISTS {}").format(
-                sql.SQL(", ").join(sql.Identifier(f"import_{n}") for n in ("raw", "coords", "rows_0", "chain_0",
-                                                                            "code_errors"))
-            )
-        )  # fmt: skip
-        # sorts and hashes of a million rows in memory rather than on disk, and no statement timeout: the
-        # engine's (30 s by default) guards requests, an import of a million rows takes longer (this transaction only)
+        # sorts and hashes of a chunk in memory rather than on disk, and no statement timeout: the engine's (30 s
+        # by default) guards requests, an import of a million rows takes longer (this transaction only)
         cur.execute("SET LOCAL work_mem = '256MB'")
         cur.execute("SET LOCAL statement_timeout = 0")
         parallel = workers > 1 and import_staging.helpers_can_see(cur)
@@ -580,7 +575,15 @@ def import_stream(
             cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (import_staging.LOCK_CLASS, staging.import_id))
         else:
             workers = 1
-        tables = ["raw", "coords", *(f"{t}_{w}" for w in range(workers) for t in ("rows", "chain"))]
+            # ON COMMIT DROP tables live until the transaction ends: a second import in one transaction starts clean
+            cur.execute(
+                "SELECT relname FROM pg_class"
+                " WHERE relpersistence = 't' AND relkind = 'r' AND relname ~ '^import_' AND pg_table_is_visible(oid)"
+            )
+            leftover = [sql.Identifier(name) for (name,) in cur.fetchall()]
+            if leftover:
+                cur.execute(sql.SQL("DROP TABLE {}").format(sql.SQL(", ").join(leftover)))
+        tables = ["raw", "coords", "code_uses"]
         checks = _checks_sql(staging, found, source, coords_from_python)
 
         def copy(target: Any) -> int:
@@ -620,6 +623,8 @@ def import_stream(
             # each chunk reads its range of row numbers; without an index every chunk scanned the whole file.
             # BRIN: the rows were copied in row number order, and it costs next to nothing to build
             target.execute(sql.SQL("CREATE INDEX ON {} USING brin (row_no)").format(staging.table("raw")))
+            if "code" in found and not staging.parallel:
+                target.execute(_code_uses_sql(staging, found["code"]))
             if coords_from_python:
                 _stage_converted_coordinates(target, staging, found, input_crs.name)
             return rows
@@ -630,85 +635,97 @@ def import_stream(
         else:
             report.rows = copy(cur)
         report.seconds["copy"] = time.perf_counter() - started
-
-        # Per row, in chunks on every worker: checks, then the chain and due time of the good rows.
-        stage = time.perf_counter()
-        checked = 0
-
-        def prepare(target: Any, worker: int) -> None:
-            target.execute(
-                staging.create_as(f"rows_{worker}") + checks + sql.SQL(" WITH NO DATA"),
-                {"first": 1, "last": 0, **params},
-            )
-            target.execute(
-                staging.create_as(f"chain_{worker}") + _chain_sql(staging, worker) + sql.SQL(" WITH NO DATA"),
-                {"first": 1, "last": 0, **params},
-            )
-
-        def work(target: Any, worker: int, first: int, last: int) -> None:
-            target.execute(
-                sql.SQL("INSERT INTO {} ").format(staging.table(f"rows_{worker}")) + checks,
-                {"first": first, "last": last, **params},
-            )
-            target.execute(
-                sql.SQL("INSERT INTO {} ").format(staging.table(f"chain_{worker}")) + _chain_sql(staging, worker),
-                {"first": first, "last": last, **params},
-            )
-
-        def done(first: int, last: int) -> None:
-            nonlocal checked
-            checked += last - first + 1
-            if progress is not None:
-                progress("check", checked, report.rows)
-
-        ranges = import_staging.chunks(report.rows, workers)
-        if staging.parallel:
-            import_staging.run_workers(conn.engine, workers, ranges, work, prepare, done)
-        else:
-            prepare(cur, 0)
-            for first, last in ranges:
-                work(cur, 0, first, last)
-                done(first, last)
-        report.seconds["check_and_assign"] = time.perf_counter() - stage
-
-        # Codes against the whole file and the database (a code may appear once), then every error in row order.
-        stage = time.perf_counter()
-        rows_all, chain_all = staging.union("rows", workers), staging.union("chain", workers)
-        cur.execute(_CODE_ERRORS_SQL.format(rows=rows_all))
-        cur.execute(
-            sql.SQL(
-                "SELECT row_no, error FROM {rows} s WHERE s.error IS NOT NULL"
-                " UNION ALL SELECT row_no, error FROM import_code_errors ORDER BY row_no"
-            ).format(rows=rows_all)
+        # The codes the file repeats, counted over the whole file on a connection of their own while the helpers
+        # start on the chunks (a million codes take a second or two): the first chunk is stored once they are.
+        codes_counted = (
+            import_staging.in_background(conn.engine, _code_uses_sql(staging, found["code"]))
+            if "code" in found and staging.parallel
+            else None
         )
-        report.errors = [RowError(int(r[0]), r[1]) for r in cur.fetchall()]
-        report.invalid = len(report.errors)
-        report.seconds["check_codes"] = time.perf_counter() - stage
-        if progress is not None:
-            progress("check", report.rows, report.rows)
-        # The insert runs even when rows were refused, inside a savepoint, so that the report names every bad
-        # row (a point no grid covers is known only once the chain is asked for); a refused file is then rolled
-        # back to the savepoint: nothing is written, whatever the caller does with its transaction.
+        repeated = (
+            sql.SQL("AND NOT EXISTS (SELECT FROM {} u WHERE u.code = g.code)").format(staging.table("code_uses"))
+            if "code" in found
+            else sql.SQL("")
+        )
+
+        # Chunk by chunk on every helper: checks, chain, due time, duplicates. Each chunk, once ready, is stored
+        # here in file order while the helpers work on the chunks after it. A file with a bad row is still read to
+        # the end, so that the report names every bad row, but nothing more is stored once one is found (unless
+        # skip_invalid); a refused file is rolled back to the savepoint: nothing is written, whatever the caller
+        # does with its transaction.
         stage = time.perf_counter()
+        ranges = import_staging.chunks(report.rows, workers)
+        tables += [f"{t}_{k}" for k in range(len(ranges)) for t in ("ready", "keys")]
+        references = _References(cur)
         cur.execute("SAVEPOINT citygrid_import")
-        cur.execute(_INSERT_SQL.format(rows=rows_all, chain=chain_all), params)
-        result = cur.fetchone()
-        assert result is not None
-        report.inserted, report.duplicates = int(result[0]), int(result[1])
-        uncovered = [RowError(int(r), e) for r, e in (result[2] or [])]
-        report.seconds["insert"] = time.perf_counter() - stage
-        if uncovered:
-            report.invalid += len(uncovered)
-            report.errors = sorted([*report.errors, *uncovered], key=lambda e: e.row)
+        if references.set_based:
+            cur.execute("SELECT current_setting('session_replication_role')")
+            replication_role = cur.fetchone()[0]
+            cur.execute("SET LOCAL session_replication_role = replica")  # undone by a rollback to the savepoint
+        inserting = 0.0
+        try:
+
+            def work(target: Any, chunk: int, first: int, last: int) -> None:
+                target.execute(_chunk_sql(staging, checks, chunk), {"first": first, "last": last, **params})
+                if references.set_based:
+                    ready = staging.table(f"ready_{chunk}")
+                    target.execute(references.distinct_sql(ready, staging.create_as(f"keys_{chunk}")))
+
+            def store(chunk: int, first: int, last: int) -> None:
+                nonlocal inserting
+                began = time.perf_counter()
+                if codes_counted is not None:
+                    codes_counted.wait()
+                cur.execute(_chunk_errors_sql(staging, chunk, "code" in found))
+                bad = [RowError(int(r[0]), r[1]) for r in cur.fetchall()]
+                report.errors.extend(bad)
+                report.invalid += len(bad)
+                if skip_invalid or not report.invalid:
+                    if references.set_based:
+                        references.lock_and_check(cur, staging.table(f"keys_{chunk}"))
+                    try:
+                        cur.execute(
+                            sql.SQL(_INSERT_CHUNK_SQL).format(ready=staging.table(f"ready_{chunk}"), repeated=repeated),
+                            params,
+                        )
+                    except psycopg2.errors.UniqueViolation as exc:
+                        raise Conflict(
+                            f"{exc.diag.message_detail} (stored by another writer during the import): nothing was "
+                            "imported; import the file again"
+                        ) from exc
+                    result = cur.fetchone()
+                    assert result is not None
+                    report.inserted += int(result[0])
+                    report.duplicates += int(result[1])
+                inserting += time.perf_counter() - began
+                if progress is not None:
+                    progress("check", last, report.rows)
+                    progress("insert", last, report.rows)
+
+            if staging.parallel:
+                import_staging.run_workers(conn.engine, workers, ranges, work, store)
+            else:
+                for chunk, (first, last) in enumerate(ranges):
+                    work(cur, chunk, first, last)
+                    store(chunk, first, last)
+        except BaseException:
+            if codes_counted is not None:
+                codes_counted.wait(raising=False)
+            cur.execute("ROLLBACK TO SAVEPOINT citygrid_import")
+            raise
+        report.seconds["check_and_assign"] = time.perf_counter() - stage
+        report.seconds["insert"] = inserting
         if report.invalid and not skip_invalid:
             cur.execute("ROLLBACK TO SAVEPOINT citygrid_import")
             import_staging.drop(cur, staging, tables)
             report.inserted = report.duplicates = 0
             raise ImportRefused(_refusal(report), report=report)
+        if references.set_based:
+            cur.execute("SELECT set_config('session_replication_role', %s, true)", (replication_role,))
+            # the statement trigger that counts changes to incidents for the map's caches did not fire either
+            cur.execute("SELECT nextval('citygrid_changes_incidents')")
         cur.execute("RELEASE SAVEPOINT citygrid_import")
         import_staging.drop(cur, staging, tables)
-        if progress is not None:
-            progress("insert", report.rows, report.rows)
     audit.record(
         conn, action="import", table="incidents", rows=report.inserted,
         detail={"rows": report.rows, "inserted": report.inserted, "refused": report.invalid,
@@ -908,21 +925,28 @@ def _insert_params(key: ApiKey, rules: OwnerSettings, flag_duplicates: bool) -> 
     }
 
 
-def _chain_sql(staging: import_staging.Staging, worker: int) -> sql.Composed:
-    """Compose the query giving the good rows first..last of a worker's checked rows their chain and due time.
+def _chunk_sql(staging: import_staging.Staging, checks: sql.Composed, chunk: int) -> sql.Composed:
+    """Compose the CREATE TABLE … AS that makes chunk ``chunk`` (rows first..last) ready to be stored.
 
-    Both as of the row's report: the chain from ``citygrid_owner_points`` (one call for the whole chunk, the
-    function single reports use), the due time from the item's time limit on the official calendar.
+    Every row of the chunk with its first problem (NULL: good) and, for the good ones, everything the insert
+    needs: the chain from ``citygrid_owner_points`` (one call for the whole chunk, the function single reports
+    use) and the due time from the item's time limit on the official calendar, both as of the row's report;
+    the nearest open possible duplicate among the cases stored before the import (as the single intake does);
+    and the start of the case code, for rows without one. A code may appear once, among the stored cases and in
+    the file; only rows with no other problem get these errors, and only rows with none of them can be "not
+    covered". Whether the code appears again in the file is known once the whole file is counted: the caller
+    applies it (``_chunk_errors_sql``) to the rows marked ``code_free``.
     """
-    return sql.SQL(
+    return staging.create_as(f"ready_{chunk}") + sql.SQL(
         """
-        WITH good AS MATERIALIZED (
+        WITH rows AS MATERIALIZED ({checks}
+        ), good AS MATERIALIZED (
             -- the item's time limit comes with the checked row: a join here, on a table the planner has no
             -- statistics for, was a nested loop over the catalogue per row
-            SELECT s.row_no, s.reported_at, s.time_limit, s.time_unit,
+            SELECT s.row_no, s.reported_at, s.time_limit, s.time_unit, s.item_code, s.status,
                    ST_SetSRID(ST_MakePoint(s.lon, s.lat), 4326) AS geom, row_number() OVER (ORDER BY s.row_no) AS n
-            FROM {rows} s
-            WHERE s.row_no BETWEEN %(first)s AND %(last)s AND s.error IS NULL
+            FROM rows s
+            WHERE s.error IS NULL
         ), chain AS MATERIALIZED (
             SELECT * FROM citygrid_owner_points(
                 (SELECT array_agg(geom ORDER BY n) FROM good), (SELECT array_agg(reported_at ORDER BY n) FROM good),
@@ -931,82 +955,196 @@ def _chain_sql(staging: import_staging.Staging, worker: int) -> sql.Composed:
             SELECT * FROM citygrid_due_times(
                 (SELECT array_agg(reported_at ORDER BY n) FROM good),
                 (SELECT array_agg(time_limit ORDER BY n) FROM good), (SELECT array_agg(time_unit ORDER BY n) FROM good))
+        ), duplicates AS MATERIALIZED (
+            -- the partial GiST index on open cases only (see the single intake): nearest first, then item and
+            -- time; the row's point is projected once, not once per index condition
+            SELECT g.row_no, dup.id
+            FROM good g
+            CROSS JOIN LATERAL (
+                SELECT near.id
+                FROM (SELECT ST_Transform(g.geom, 4544) AS p_m OFFSET 0) pm
+                CROSS JOIN LATERAL (
+                    SELECT o.id, o.item_code, o.reported_at FROM incidents o
+                    WHERE o.status NOT IN ('closed', 'rejected')
+                      AND ST_DWithin(ST_Transform(o.geom, 4544), pm.p_m, %(radius)s)
+                    ORDER BY ST_Transform(o.geom, 4544) <-> pm.p_m
+                    LIMIT 100) near
+                WHERE near.item_code = g.item_code
+                  AND near.reported_at BETWEEN g.reported_at - %(window)s AND g.reported_at + %(window)s
+                LIMIT 1) dup
+            WHERE %(flag_duplicates)s AND g.status NOT IN ('closed', 'rejected')
+        ), taken AS MATERIALIZED (
+            SELECT s.row_no FROM rows s
+            WHERE s.error IS NULL AND s.code IS NOT NULL AND EXISTS (SELECT FROM incidents ex WHERE ex.code = s.code)
         )
-        SELECT g.row_no, c.generation, c.grid_code, c.community_code, c.subdistrict_code, c.squad_code,
-               c.grid_member_id, c.street_code, c.street_chief_id, c.river_code, c.river_chief_id, c.outside,
-               c.nearest_grid_code, c.distance_to_grid_m, d.due_at AS item_due_at
-        FROM good g JOIN chain c ON c.row_no = g.n JOIN due d ON d.row_no = g.n
+        SELECT s.row_no,
+               coalesce(s.error, CASE WHEN t.row_no IS NOT NULL THEN 'code ' || s.code || ' already exists' END,
+                        CASE WHEN s.error IS NULL AND c.grid_code IS NULL
+                             THEN 'not covered: ' || round(c.distance_to_grid_m::numeric, 1)
+                                  || ' m from the nearest grid ' || c.nearest_grid_code
+                                  || ' (check the coordinates and their crs)' END) AS error,
+               s.error IS NULL AND t.row_no IS NULL AND s.code IS NOT NULL AS code_free,
+               s.code,
+               CASE WHEN s.code IS NULL THEN (CAST(%(prefixes)s AS jsonb) ->> s.source)
+                    || to_char(s.reported_at AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDD') || '-' END AS code_prefix,
+               s.source, s.item_code, s.status, s.description, s.address, s.photos, s.reported_at,
+               coalesce(s.due_at, d.due_at) AS due_at, s.closed_at, s.deferred, s.satisfaction, s.reworks, g.geom,
+               c.generation, c.grid_code, c.community_code, c.subdistrict_code, c.squad_code, c.grid_member_id,
+               c.street_code, c.street_chief_id, c.river_code, c.river_chief_id, c.outside, dp.id AS duplicate_of
+        FROM rows s
+        LEFT JOIN (good g JOIN chain c ON c.row_no = g.n JOIN due d ON d.row_no = g.n) ON g.row_no = s.row_no
+        LEFT JOIN duplicates dp ON dp.row_no = s.row_no
+        LEFT JOIN taken t ON t.row_no = s.row_no
         """
-    ).format(rows=staging.table(f"rows_{worker}"))
+    ).format(checks=checks)
 
 
-# A code may appear once: in the file, and among the cases already stored. Only rows with no other problem get
-# these errors (a row has one error: its first).
-_CODE_ERRORS_SQL = sql.SQL(
-    """
-    CREATE TEMP TABLE import_code_errors ON COMMIT DROP AS
-    SELECT s.row_no, CASE WHEN ex.id IS NOT NULL THEN 'code ' || s.code || ' already exists'
-                          ELSE 'code ' || s.code || ' appears ' || s.uses || ' times in the file' END AS error
-    FROM (SELECT row_no, code, error, count(*) OVER (PARTITION BY code) AS uses
-          FROM {rows} r WHERE r.code IS NOT NULL) s
-    LEFT JOIN incidents ex ON ex.code = s.code
-    WHERE s.error IS NULL AND (ex.id IS NOT NULL OR s.uses > 1)
-    """
-)
+def _chunk_errors_sql(staging: import_staging.Staging, chunk: int, has_codes: bool) -> sql.Composed:
+    """Compose the query listing the bad rows of a ready chunk, with the codes the file repeats, in row order."""
+    if not has_codes:
+        return sql.SQL("SELECT row_no, error FROM {} WHERE error IS NOT NULL ORDER BY 1").format(
+            staging.table(f"ready_{chunk}")
+        )
+    return sql.SQL(
+        "SELECT r.row_no, CASE WHEN r.code_free AND u.uses > 1"
+        " THEN 'code ' || r.code || ' appears ' || u.uses || ' times in the file' ELSE r.error END"
+        " FROM {ready} r LEFT JOIN {uses} u ON u.code = r.code"
+        " WHERE r.error IS NOT NULL OR (r.code_free AND u.uses > 1) ORDER BY 1"
+    ).format(ready=staging.table(f"ready_{chunk}"), uses=staging.table("code_uses"))
 
 
-# The one INSERT … SELECT of an import: every good row with its chain and due time (computed per chunk) and
-# the nearest open possible duplicate. Rows no grid covers are not inserted; the statement returns them so
-# that the caller refuses the file or reports them.
-_INSERT_SQL = sql.SQL(
-    """
-WITH numbered AS (
-    -- ids (and the codes made from them) follow the file's order
-    SELECT g.*, nextval('incidents_id_seq') AS id
-    FROM (SELECT s.*, c.generation, c.grid_code, c.community_code, c.subdistrict_code, c.squad_code,
-                 c.grid_member_id, c.street_code, c.street_chief_id, c.river_code, c.river_chief_id, c.outside,
-                 c.item_due_at, ST_SetSRID(ST_MakePoint(s.lon, s.lat), 4326) AS geom
-          FROM {rows} s JOIN {chain} c ON c.row_no = s.row_no
-          WHERE c.grid_code IS NOT NULL AND NOT EXISTS (SELECT FROM import_code_errors e WHERE e.row_no = s.row_no)
-          ORDER BY s.row_no) g
-), ins AS (
+def _code_uses_sql(staging: import_staging.Staging, code_column: int) -> sql.Composed:
+    """Compose the statement counting the codes that appear more than once in the whole staged file."""
+    return staging.create_as("code_uses") + sql.SQL(
+        "SELECT code, count(*) AS uses FROM (SELECT NULLIF(btrim(r.{}), '') AS code FROM {} r) s"
+        " WHERE code IS NOT NULL GROUP BY code HAVING count(*) > 1"
+    ).format(sql.Identifier(f"c{code_column}"), staging.table("raw"))
+
+
+# A ready chunk's good rows, stored in row order: ids (and the codes made from them) follow the file's order.
+# No ON CONFLICT: the codes were checked against the file and the stored cases (a speculative insertion per row
+# cost a sixth of the insert); a code another writer stored since then refuses the file (Conflict).
+_INSERT_CHUNK_SQL = """
+WITH ins AS (
     INSERT INTO incidents (id, code, source, item_code, status, description, address, photos, reported_at, due_at,
         closed_at, deferred, satisfaction, reworks, geom, generation, grid_code, community_code, subdistrict_code,
         squad_code, grid_member_id, street_code, street_chief_id, river_code, river_chief_id, outside, duplicate_of,
         api_key_id)
-    SELECT g.id,
-        coalesce(g.code, (CAST(%(prefixes)s AS jsonb) ->> g.source)
-                         || to_char(g.reported_at AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDD') || '-' || g.id),
-        g.source, g.item_code, g.status, g.description, g.address, g.photos, g.reported_at,
-        coalesce(g.due_at, g.item_due_at), g.closed_at, g.deferred, g.satisfaction, g.reworks, g.geom, g.generation,
-        g.grid_code, g.community_code, g.subdistrict_code, g.squad_code, g.grid_member_id, g.street_code,
-        g.street_chief_id, g.river_code, g.river_chief_id, g.outside, dup.id, %(key_id)s
-    FROM numbered g
-    LEFT JOIN LATERAL (
-        SELECT near.id FROM (
-            -- the partial GiST index on open cases only (see the single intake): nearest first, then item and time
-            SELECT o.id, o.item_code, o.reported_at FROM incidents o
-            WHERE %(flag_duplicates)s AND g.status NOT IN ('closed', 'rejected')
-              AND o.status NOT IN ('closed', 'rejected')
-              AND ST_DWithin(ST_Transform(o.geom, 4544), ST_Transform(g.geom, 4544), %(radius)s)
-            ORDER BY ST_Transform(o.geom, 4544) <-> ST_Transform(g.geom, 4544)
-            LIMIT 100) near
-        WHERE near.item_code = g.item_code
-          AND near.reported_at BETWEEN g.reported_at - %(window)s AND g.reported_at + %(window)s
-        LIMIT 1
-    ) dup ON true
-    ORDER BY g.row_no
-    ON CONFLICT (code) DO NOTHING
+    SELECT n.id, coalesce(n.code, n.code_prefix || n.id), n.source, n.item_code, n.status, n.description, n.address,
+        n.photos, n.reported_at, n.due_at, n.closed_at, n.deferred, n.satisfaction, n.reworks, n.geom, n.generation,
+        n.grid_code, n.community_code, n.subdistrict_code, n.squad_code, n.grid_member_id, n.street_code,
+        n.street_chief_id, n.river_code, n.river_chief_id, n.outside, n.duplicate_of, %(key_id)s
+    FROM (SELECT r.*, nextval('incidents_id_seq') AS id
+          FROM (SELECT * FROM {ready} g WHERE g.error IS NULL {repeated} ORDER BY g.row_no) r) n
     RETURNING duplicate_of
 )
-SELECT (SELECT count(*) FROM ins), (SELECT count(duplicate_of) FROM ins),
-       (SELECT array_agg(ARRAY[c.row_no::text,
-                   'not covered: ' || round(c.distance_to_grid_m::numeric, 1) || ' m from the nearest grid '
-                   || c.nearest_grid_code || ' (check the coordinates and their crs)'] ORDER BY c.row_no)
-        FROM {chain} c
-        WHERE c.grid_code IS NULL AND NOT EXISTS (SELECT FROM import_code_errors e WHERE e.row_no = c.row_no))
+SELECT count(*), count(duplicate_of) FROM ins
 """
-)
+
+
+@dataclass(frozen=True)
+class _Reference:
+    """One foreign key of incidents: the referenced table, column and type, and the incidents columns pointing there."""
+
+    table: sql.Identifier
+    column: str
+    type: str
+    columns: tuple[str, ...]
+    constraints: tuple[str, ...]
+
+
+class _References:
+    """The foreign keys of incidents, checked set-based for a bulk insert that runs without the row triggers.
+
+    PostgreSQL checks a foreign key with a query per inserted row (≈4 µs each, four keys: a third of a
+    million-row insert). A bulk import instead gathers the distinct keys of each chunk (``distinct_sql``, on a
+    helper), locks the rows they refer to FOR KEY SHARE, as those per-row checks do, and refuses the file if any
+    is missing (``lock_and_check``, in the caller's transaction); then inserts the chunk with
+    ``session_replication_role = replica``, under which no row trigger fires. A referenced row deleted before the
+    lock is found missing; one deleted after it waits for this transaction and then fails its own check. The keys
+    are read from the catalogue, so a key added later is checked too.
+    """
+
+    def __init__(self, cur: Cursor) -> None:
+        cur.execute(
+            """
+            SELECT n.nspname, t.relname, fa.attname, format_type(fa.atttypid, fa.atttypmod),
+                   array_agg(a.attname ORDER BY a.attname), array_agg(c.conname ORDER BY a.attname),
+                   bool_and(cardinality(c.conkey) = 1)
+            FROM pg_constraint c
+            JOIN pg_class t ON t.oid = c.confrelid
+            JOIN pg_namespace n ON n.oid = t.relnamespace
+            JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+            JOIN pg_attribute fa ON fa.attrelid = c.confrelid AND fa.attnum = c.confkey[1]
+            WHERE c.conrelid = 'incidents'::regclass AND c.contype = 'f'
+            GROUP BY n.nspname, t.relname, fa.attname, fa.atttypid, fa.atttypmod ORDER BY t.relname, fa.attname
+            """
+        )
+        found = cur.fetchall()
+        self.references = [
+            _Reference(sql.Identifier(schema, table), column, type_name, tuple(columns), tuple(names))
+            for schema, table, column, type_name, columns, names, _ in found
+        ]
+        # only single-column keys are checked here; with any other, the row triggers stay on
+        self.set_based = bool(found) and all(single for *_, single in found) and _may_skip_row_triggers(cur)
+
+    def distinct_sql(self, ready: sql.Composable, keys: sql.Composed) -> sql.Composed:
+        """Compose the statement that starts with ``keys`` (a CREATE TABLE … AS) and lists the good rows' keys."""
+        return keys + sql.SQL(" UNION ALL ").join(
+            sql.SQL(
+                "SELECT {n} AS reference, CAST(v.key AS text) AS key"
+                " FROM {ready} t, unnest(ARRAY[{columns}]) AS v (key)"
+                " WHERE t.error IS NULL AND v.key IS NOT NULL GROUP BY v.key"
+            ).format(
+                n=sql.Literal(n),
+                ready=ready,
+                columns=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in ref.columns),
+            )
+            for n, ref in enumerate(self.references)
+        )
+
+    def lock_and_check(self, cur: Cursor, keys: sql.Composable) -> None:
+        """Lock the rows the keys listed in ``keys`` refer to; raise Conflict naming any that does not exist."""
+        for n, ref in enumerate(self.references):
+            cur.execute(
+                sql.SQL(
+                    """
+                    WITH refs AS (
+                        SELECT CAST(k.key AS {type}) AS key FROM {keys} k WHERE k.reference = {n}
+                    ), locked AS (
+                        SELECT p.{column} AS key FROM {table} p WHERE p.{column} IN (SELECT key FROM refs)
+                        FOR KEY SHARE
+                    )
+                    SELECT key FROM refs EXCEPT SELECT key FROM locked ORDER BY 1
+                    """
+                ).format(
+                    type=sql.SQL(ref.type),  # a type name from the catalogue
+                    keys=keys,
+                    n=sql.Literal(n),
+                    column=sql.Identifier(ref.column),
+                    table=ref.table,
+                )
+            )
+            missing = [str(row[0]) for row in cur.fetchall()]
+            if missing:
+                raise Conflict(
+                    f"{', '.join(ref.columns)} refer to {ref.table.strings[1]}.{ref.column} "
+                    f"{', '.join(missing[:10])}, which does not exist (deleted during the import?): nothing was "
+                    "imported; import the file again",
+                    detail={"constraints": list(ref.constraints), "missing": missing[:100]},
+                )
+
+
+def _may_skip_row_triggers(cur: Cursor) -> bool:
+    """Return whether this database user may set session_replication_role (a superuser, or granted it)."""
+    cur.execute("SAVEPOINT citygrid_replica_probe")
+    try:
+        cur.execute("SET LOCAL session_replication_role = replica")
+    except psycopg2.errors.InsufficientPrivilege:
+        cur.execute("ROLLBACK TO SAVEPOINT citygrid_replica_probe")
+        return False
+    cur.execute("ROLLBACK TO SAVEPOINT citygrid_replica_probe")  # the probe's SET goes with it
+    return True
 
 
 def rows_of(data: Iterable[dict[str, Any]]) -> bytes:

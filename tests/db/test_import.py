@@ -9,14 +9,16 @@ from pathlib import Path
 
 import geopandas as gpd
 import pytest
+from psycopg2 import sql
 from shapely.geometry import Point
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 
 from spatial.catalogue import item
 from spatial.crs import wgs84_to_gcj02
-from spatial.errors import InvalidInput
-from spatial.intake import ImportRefused, import_file
+from spatial.errors import Conflict, InvalidInput
+from spatial.intake import ImportRefused, _References, import_file
 from spatial.keys import CLI_KEY
 from spatial.settings import OwnerSettings
 from spatial.workflow import add_working_time
@@ -241,9 +243,8 @@ def test_scratch_tables_of_a_rolled_back_import_are_swept_by_the_next(engine: En
         with first.begin() as transaction:
             import_file(first, path, key=CLI_KEY, rules=RULES, workers=2)
             transaction.rollback()  # the import's own DROP of its scratch tables is undone with it
-        # the file, and each helper's checked rows and chains (no converted coordinates: WGS-84)
-        assert sorted(t.split("_", 1)[1] for t in _scratch_tables(first)) == ["chain_0", "chain_1", "raw", "rows_0",
-                                                                             "rows_1"]  # fmt: skip
+        # the file, its repeated codes, its one chunk of ready rows and their keys (no converted coordinates: WGS-84)
+        assert sorted(t.split("_", 1)[1] for t in _scratch_tables(first)) == ["code_uses", "keys_0", "raw", "ready_0"]
     with engine.connect() as second, second.begin() as transaction:
         import_file(second, path, key=CLI_KEY, rules=RULES, workers=2)
         assert _scratch_tables(second) == []
@@ -252,3 +253,43 @@ def test_scratch_tables_of_a_rolled_back_import_are_swept_by_the_next(engine: En
 
 def _scratch_tables(conn: Connection) -> list[str]:
     return list(conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'citygrid_import'")).scalars())
+
+
+def test_every_foreign_key_of_incidents_is_checked_set_based_when_the_row_triggers_are_off(conn: Connection) -> None:
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cur:
+        references = _References(cur)
+        assert references.set_based  # the tests' database user may set session_replication_role
+        assert {(r.table.strings[1], r.column, r.type, r.columns) for r in references.references} == {
+            ("catalogue_items", "code", "text", ("item_code",)),
+            ("people", "id", "text", ("grid_member_id", "river_chief_id", "street_chief_id")),
+        }
+        # a ready chunk whose grid member does not exist (as if deleted while the file was being read)
+        cur.execute(
+            "CREATE TEMP TABLE ready_bad ON COMMIT DROP AS SELECT * FROM (VALUES"
+            " (NULL, '0508', 'P0395', 'P0001', NULL), (NULL, '0508', 'P9999', NULL, NULL),"
+            " ('a bad row', '9999', 'P8888', NULL, NULL))"
+            " AS t (error, item_code, grid_member_id, street_chief_id, river_chief_id)"
+        )
+        cur.execute(references.distinct_sql(sql.Identifier("ready_bad"), sql.SQL("CREATE TEMP TABLE keys_bad AS ")))
+        with pytest.raises(Conflict) as refused:
+            references.lock_and_check(cur, sql.Identifier("keys_bad"))
+    assert refused.value.detail == {
+        "constraints": ["incidents_grid_member_id_fkey", "incidents_river_chief_id_fkey",
+                        "incidents_street_chief_id_fkey"],
+        "missing": ["P9999"],
+    }  # fmt: skip
+    assert "people.id P9999, which does not exist" in refused.value.message
+
+
+def test_the_rows_an_import_refers_to_cannot_be_deleted_until_it_ends(engine: Engine, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "cases.csv", ROWS[:1])  # grid member P0395, item 0508
+    with engine.connect() as importer, importer.begin() as transaction:
+        assert import_file(importer, path, key=CLI_KEY, rules=RULES).inserted == 1
+        with engine.connect() as other, other.begin():
+            for locking in ("SELECT FROM people WHERE id = 'P0395' FOR UPDATE NOWAIT",
+                            "SELECT FROM catalogue_items WHERE code = '0508' FOR UPDATE NOWAIT"):  # fmt: skip
+                with pytest.raises(OperationalError, match="could not obtain lock"), other.begin_nested():
+                    other.execute(text(locking))
+        transaction.rollback()
