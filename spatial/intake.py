@@ -1135,8 +1135,24 @@ class _References:
                 )
 
 
+# The triggers on incidents that session_replication_role = replica silences and a bulk import stands in for:
+# the per-row audit (off in bulk mode anyway: one entry per import) and the change count (bumped by the import).
+_STOOD_IN_FOR = frozenset({"incidents_audit", "incidents_count_changes"})
+
+
 def _may_skip_row_triggers(cur: Cursor) -> bool:
-    """Return whether this database user may set session_replication_role (a superuser, or granted it)."""
+    """Return whether a bulk insert may run with session_replication_role = replica.
+
+    Only when this database user may set it (a superuser, or granted it) and every trigger on incidents that it
+    would silence is one the import stands in for: a trigger added later keeps the import on the row triggers
+    until the import learns to do its work (or the trigger is made ENABLE ALWAYS).
+    """
+    cur.execute(
+        "SELECT tgname FROM pg_trigger WHERE tgrelid = 'incidents'::regclass AND NOT tgisinternal"
+        " AND tgenabled = 'O'"  # fires in origin mode only, so not under replica
+    )
+    if {name for (name,) in cur.fetchall()} - _STOOD_IN_FOR:
+        return False
     cur.execute("SAVEPOINT citygrid_replica_probe")
     try:
         cur.execute("SET LOCAL session_replication_role = replica")

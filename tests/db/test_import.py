@@ -283,6 +283,21 @@ def test_every_foreign_key_of_incidents_is_checked_set_based_when_the_row_trigge
     assert "people.id P9999, which does not exist" in refused.value.message
 
 
+def test_a_trigger_the_import_does_not_stand_in_for_keeps_the_row_triggers_on(conn: Connection) -> None:
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cur:
+        cur.execute("SAVEPOINT new_trigger")
+        cur.execute(
+            "CREATE TRIGGER incidents_someone_else AFTER INSERT ON incidents"
+            " FOR EACH STATEMENT EXECUTE FUNCTION citygrid_count_change('citygrid_changes_incidents')"
+        )
+        assert not _References(cur).set_based  # it would be silenced by session_replication_role = replica
+        cur.execute("ALTER TABLE incidents ENABLE ALWAYS TRIGGER incidents_someone_else")
+        assert _References(cur).set_based  # fires under replica too
+        cur.execute("ROLLBACK TO SAVEPOINT new_trigger")
+
+
 def test_the_rows_an_import_refers_to_cannot_be_deleted_until_it_ends(engine: Engine, tmp_path: Path) -> None:
     path = write_csv(tmp_path / "cases.csv", ROWS[:1])  # grid member P0395, item 0508
     with engine.connect() as importer, importer.begin() as transaction:
