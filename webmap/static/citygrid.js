@@ -363,23 +363,24 @@
 
   // ---- incidents: heat map and hotspots -------------------------------------------------------------
 
+  // The heat map and the hotspots count the same incidents: when the map opens or a filter changes they come
+  // in one answer (/v1/map/incidents), which reads the incidents once; moving the map asks for heat alone.
   function heatLayer() {
     var layer = L.heatLayer([], { radius: 18, blur: 15, maxZoom: 17, minOpacity: 0.25 });
-    function load() {
+    layer.show = function (body) {
+      var max = 1;
+      body.cells.forEach(function (c) { if (c[2] > max) { max = c[2]; } });
+      layer.setOptions({ max: max });
+      layer.setLatLngs(body.cells);
+      state.heatTotal = body.total;
+      done("heat", body.cells.length);
+    };
+    layer.reload = function () {
       var params = incidentFilters();
       params.bbox = bboxParam();
       params.zoom = map.getZoom();
-      get(config.api.heat + query(params)).then(function (body) {
-        var max = 1;
-        body.cells.forEach(function (c) { if (c[2] > max) { max = c[2]; } });
-        layer.setOptions({ max: max });
-        layer.setLatLngs(body.cells);
-        state.heatTotal = body.total;
-        done("heat", body.cells.length);
-      }).catch(fail("heat"));
-    }
-    layer.reload = load;
-    load();
+      get(config.api.heat + query(params)).then(layer.show).catch(fail("heat"));
+    };
     return layer;
   }
 
@@ -397,18 +398,23 @@
         });
       }
     });
-    function load() {
-      var params = incidentFilters();
-      params.cell = "h3:9";
-      get(config.api.hotspots + query(params)).then(function (fc) {
-        layer.clearLayers();
-        layer.addData(fc);
-        done("hotspots", layer.getLayers().length);
-      }).catch(fail("hotspots"));
-    }
-    layer.reload = load;
-    load();
+    layer.show = function (fc) {
+      layer.clearLayers();
+      layer.addData(fc);
+      done("hotspots", layer.getLayers().length);
+    };
     return layer;
+  }
+
+  function loadIncidents() {
+    var params = incidentFilters();
+    params.bbox = bboxParam();
+    params.zoom = map.getZoom();
+    params.cell = "h3:9";
+    get(config.api.incidents + query(params)).then(function (body) {
+      overlays.heat.show(body.heat);
+      overlays.hotspots.show(body.hotspots);
+    }).catch(function (error) { fail("heat")(error); fail("hotspots")(error); });
   }
 
   // ---- grid choropleth of a score from /v1/kpi --------------------------------------------------------
@@ -613,8 +619,7 @@
       if (map.hasLayer(overlays.choropleth)) { overlays.choropleth.reload(); }
       return;
     }
-    overlays.heat.reload();
-    overlays.hotspots.reload();
+    loadIncidents();
     if (changed === "subdistrict") { overlays.illegal_buildings.reload(); }
   }
 
@@ -651,6 +656,7 @@
     overlays.heat = heatLayer();
     overlays.hotspots = hotspotsLayer();
     overlays.choropleth = choroplethLayer();
+    loadIncidents();
     DEFAULT_ON.forEach(function (name) { overlays[name].addTo(map); });
     setLanguage(lang);
     map.on("click", ownerPopup);
