@@ -33,6 +33,8 @@ def test_building_tile_holds_the_footprints_of_its_area(client: TestClient, engi
         expected = buildings_in_tile(conn, z, x, y)
         demolished = buildings_in_tile(conn, z, x, y, status="demolished")
     assert len(features) == expected
+    # Zoom 13: each footprint is drawn as its bounding box, sent as the box's diagonal.
+    assert {(f["geometry"]["type"], len(f["geometry"]["coordinates"])) for f in features} == {("LineString", 2)}
     assert {f["properties"]["status"] for f in features} <= {
         "investigated", "notice_served", "scheduled", "demolished", "legalised",
     }  # fmt: skip
@@ -48,6 +50,7 @@ def test_building_tiles_carry_details_from_zoom_16(client: TestClient, engine: E
     x, y = 6468 * 8 + 3, 3548 * 8 + 4  # a zoom-16 tile inside the city tile
     detail = mapbox_vector_tile.decode(client.get(f"/v1/tiles/illegal_buildings/16/{x}/{y}.pbf").content)
     features = detail["illegal_buildings"]["features"]
+    assert {f["geometry"]["type"] for f in features} == {"Polygon"}
     with engine.connect() as conn:
         assert len(features) == buildings_in_tile(conn, 16, x, y) > 0
         codes = {f["properties"]["code"]: f["properties"] for f in features}
