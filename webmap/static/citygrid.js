@@ -648,6 +648,8 @@
     lang = cfg.lang === "en" ? "en" : "zh";
     filters = { from: cfg.period.from, to: cfg.period.to, category: null, item: null, subdistrict: null,
       status: null, score: "closure_rate", period: "2017Q2" };
+    // The incident layers take the server longest: asked first, before the browser's six connections fill up.
+    loadIncidents();
     whoAmI();
     overlays.subdistricts = boundary("subdistricts", { color: "#4a148c", weight: 3, fill: false },
       function (p) { return esc(p.code + " " + (lang === "zh" ? p.name : p.name_en)); });
@@ -665,7 +667,6 @@
     overlays.heat = heatLayer();
     overlays.hotspots = hotspotsLayer();
     overlays.choropleth = choroplethLayer();
-    loadIncidents();
     DEFAULT_ON.forEach(function (name) { overlays[name].addTo(map); });
     setLanguage(lang);
     map.on("click", ownerPopup);
