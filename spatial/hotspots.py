@@ -16,8 +16,12 @@ over 390 cells), while its z-score is 5.0.
 from __future__ import annotations
 
 import io
+import itertools
+import queue
 import re
+import struct
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,7 +32,7 @@ import libpysal
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from spatial.changes import VersionedCache, incidents_version
 from spatial.errors import InvalidInput
@@ -98,6 +102,15 @@ class Hotspot:
     gi_bin: int
 
 
+@dataclass
+class Points:
+    """Incidents as coordinate arrays; ``in_view``: whether each lies in the view asked for (``geom && view``)."""
+
+    lon: npt.NDArray[np.float64]
+    lat: npt.NDArray[np.float64]
+    in_view: npt.NDArray[np.bool_] | None = None
+
+
 def parse_cell(cell: str) -> tuple[str, int]:
     """Return ("h3", resolution) or ("grid", 0) for ``h3:<res>`` or ``grid``; refuse anything else."""
     if cell == "grid":
@@ -107,9 +120,13 @@ def parse_cell(cell: str) -> tuple[str, int]:
     raise InvalidInput(f"cell={cell!r} is not understood: use h3:<5..11> (e.g. h3:9, cells of ≈0.1 km²) or grid")
 
 
-def aggregate_h3(conn: Connection, filters: Filters, resolution: int, generation: int) -> Cells:
-    """Count incidents per H3 cell over every cell that touches the grids of ``generation``."""
-    where, params = filters.where()
+def aggregate_h3(
+    conn: Connection, filters: Filters, resolution: int, generation: int, points: Points | None = None
+) -> Cells:
+    """Count incidents per H3 cell over every cell that touches the grids of ``generation``.
+
+    ``points`` are the incidents matching ``filters`` when the caller has read them already (``read_points``).
+    """
     area = conn.execute(
         text("SELECT ST_AsGeoJSON(ST_Union(geom)) FROM grids WHERE generation = :g"), {"g": generation}
     ).scalar_one()
@@ -120,9 +137,9 @@ def aggregate_h3(conn: Connection, filters: Filters, resolution: int, generation
     cells = sorted(set(study) | {n for c in study for n in h3.grid_disk(c, 1)})
     index = {c: k for k, c in enumerate(cells)}
     counts = np.zeros(len(cells))
-    lon, lat = _incident_points(conn, where, params)
-    found, per_cell = np.unique(cells_of_points(lat, lon, resolution), return_counts=True)
-    for cell_int, n in zip(found.tolist(), per_cell.tolist(), strict=True):
+    if points is None:
+        points = read_points(conn, filters)
+    for cell_int, n in count_points_per_cell(points.lat, points.lon, resolution).items():
         k = index.get(h3.int_to_str(cell_int))
         if k is not None:
             counts[k] += n
@@ -131,37 +148,111 @@ def aggregate_h3(conn: Connection, filters: Filters, resolution: int, generation
     return Cells(ids=cells, counts=counts, polygons=polygons, neighbours=neighbours)
 
 
-# PostgreSQL's binary COPY of (x float8, y float8): per row a field count, then each field's length and value.
-_COPY_HEADER = 19
-_COPY_ROW = np.dtype([("fields", ">i2"), ("x_len", ">i4"), ("x", ">f8"), ("y_len", ">i4"), ("y", ">f8")])
+SPLIT_PAGES = 2_000  # a table larger than this (16 MB) is read in parts on two connections at once
+PARTS = 8
 
 
-def _incident_points(
-    conn: Connection, where: str, params: dict[str, Any]
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Return lon and lat of the incidents matching ``where`` (built by ``Filters.where``) as arrays.
+def read_points(
+    conn: Connection,
+    filters: Filters,
+    *,
+    view: tuple[float, float, float, float] | None = None,
+    split_pages: int = SPLIT_PAGES,
+) -> Points:
+    """Return lon and lat of the incidents matching ``filters`` as arrays, and which lie in ``view`` if given.
 
-    A binary COPY read straight into numpy: a million rows cost about a second more as Python row objects.
-    COPY takes no bound parameters, so psycopg2 quotes them into the statement (``mogrify``).
+    ``view`` (west, south, east, north) is tested by PostgreSQL with the ``&&`` that ``/v1/heat`` filters by,
+    so a heat map made from these points counts exactly what that query counts.
+
+    PostgreSQL packs the coordinates into one bytea per answer to ``&&`` (float8send: 16 bytes a point),
+    read straight into numpy: a row per point cost more in PostgreSQL's output and Python's COPY loop than
+    the scan itself. A table of more than ``split_pages`` pages is read in parts (ranges of its pages) on two
+    connections of ``conn``'s engine at once; they share one snapshot (``pg_export_snapshot``), so the parts
+    add up to exactly what one statement reads.
     """
+    where, params = filters.where()
+    in_view = "true"
+    if view is not None:
+        in_view = "i.geom && ST_MakeEnvelope(%(west)s, %(south)s, %(east)s, %(north)s, 4326)"
+        params = {**params, "west": view[0], "south": view[1], "east": view[2], "north": view[3]}
+    # COPY takes no bound parameters, so psycopg2 quotes them into the statement (mogrify).
+    statement = (
+        f"COPY (SELECT {in_view}, string_agg(float8send(ST_X(i.geom)) || float8send(ST_Y(i.geom)), '')"
+        " FROM incidents i WHERE "
+        + re.sub(r":(p\d+)\b", r"%(\1)s", where.replace("%", "%%"))
+        + "{part} GROUP BY 1) TO STDOUT (FORMAT binary)"
+    )
+    pages = conn.execute(text("SELECT pg_relation_size('incidents') / current_setting('block_size')::int")).scalar_one()
+    if pages <= split_pages:
+        data = [_copy(conn, statement.format(part=""), params)]
+    else:
+        data = _copy_in_parts(conn.engine, statement, params, pages=pages)
+    packed: dict[bool, list[npt.NDArray[np.float64]]] = {True: [], False: []}
+    for flag, xy in (row for d in data for row in _bool_bytea_rows(d)):
+        packed[flag].append(np.frombuffer(xy, dtype=">f8").reshape(-1, 2))
+    inside, outside = (np.concatenate(packed[flag] or [np.empty((0, 2))]) for flag in (True, False))
+    points = np.concatenate([inside, outside]).astype(float)
+    flags = np.concatenate([np.ones(len(inside), dtype=bool), np.zeros(len(outside), dtype=bool)])
+    return Points(points[:, 0].copy(), points[:, 1].copy(), flags if view is not None else None)
+
+
+def _bool_bytea_rows(data: bytes) -> list[tuple[bool, bytes]]:
+    """Return the (boolean, bytea) rows of a binary COPY: signature and flags (19 bytes), rows, trailer (-1)."""
+    rows: list[tuple[bool, bytes]] = []
+    at = 19
+    while True:
+        (fields,) = struct.unpack_from(">h", data, at)
+        if fields == -1:
+            return rows
+        flag_length, flag, length = struct.unpack_from(">i?i", data, at + 2)
+        assert fields == 2 and flag_length == 1 and length >= 0
+        rows.append((flag, bytes(data[at + 11 : at + 11 + length])))
+        at += 11 + length
+
+
+def _copy(conn: Connection, statement: str, params: dict[str, Any]) -> bytes:
     dbapi = conn.connection.dbapi_connection
     assert dbapi is not None
     cursor: Any = dbapi.cursor()  # psycopg2's: mogrify and copy_expert are not in the DB-API
     try:
-        statement = cursor.mogrify(
-            "COPY (SELECT ST_X(i.geom), ST_Y(i.geom) FROM incidents i WHERE "
-            + re.sub(r":(p\d+)\b", r"%(\1)s", where.replace("%", "%%"))
-            + ") TO STDOUT (FORMAT binary)",
-            params,
-        )
         buffer = io.BytesIO()
-        cursor.copy_expert(statement, buffer)
+        cursor.copy_expert(cursor.mogrify(statement, params), buffer)
     finally:
         cursor.close()
-    data = buffer.getbuffer()
-    rows = np.frombuffer(data, dtype=_COPY_ROW, count=(len(data) - _COPY_HEADER - 2) // _COPY_ROW.itemsize,
-                         offset=_COPY_HEADER)  # fmt: skip
-    return rows["x"].astype(float), rows["y"].astype(float)
+    return buffer.getvalue()
+
+
+def _copy_in_parts(engine: Engine, statement: str, params: dict[str, Any], *, pages: int) -> list[bytes]:
+    """Run ``statement`` over eight ranges of the table's pages, on two connections at once, in one snapshot.
+
+    Eight ranges, taken in turn by whichever connection is free, because live rows are not spread evenly over
+    the pages (an UPDATE writes new row versions at the end, VACUUM leaves the old pages half empty).
+    """
+    bounds = [pages * k // PARTS for k in range(1, PARTS)]
+    ranges = [f" AND i.ctid < '({bounds[0]},0)'::tid"]
+    ranges += [f" AND i.ctid >= '({a},0)'::tid AND i.ctid < '({b},0)'::tid" for a, b in itertools.pairwise(bounds)]
+    # Rows written after the page count was read land in later pages: the last range is open-ended.
+    ranges.append(f" AND i.ctid >= '({bounds[-1]},0)'::tid")
+    pending = queue.SimpleQueue[str]()
+    for part in ranges:
+        pending.put(statement.format(part=part))
+    # A snapshot can be shared only between transactions that keep one: REPEATABLE READ. Both roll back.
+    repeatable = engine.execution_options(isolation_level="REPEATABLE READ")
+    with repeatable.connect() as one, repeatable.connect() as two:
+        snapshot = one.execute(text("SELECT pg_export_snapshot()")).scalar_one()
+        two.execute(text("SET TRANSACTION SNAPSHOT :snapshot"), {"snapshot": snapshot})
+
+        def drain(conn: Connection) -> list[bytes]:
+            done = []
+            while True:
+                try:
+                    done.append(_copy(conn, pending.get_nowait(), params))
+                except queue.Empty:
+                    return done
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            other = pool.submit(drain, two)
+            return drain(one) + other.result()
 
 
 # H3 cells of many points at once. In the plane of a gnomonic projection (the one H3 draws each icosahedron
@@ -214,10 +305,48 @@ def cells_of_points(
     lat: npt.NDArray[np.float64], lon: npt.NDArray[np.float64], resolution: int
 ) -> npt.NDArray[np.uint64]:
     """Return the H3 cell (as an integer) of each point: what ``h3.latlng_to_cell`` gives, point by point."""
-    exact = h3.api.basic_int.latlng_to_cell
     cells = np.zeros(len(lat), dtype=np.uint64)
     if len(lat) == 0:
         return cells
+    slot, cell_of_slot = _lattice_slots(lat, lon, resolution)
+    placed = slot >= 0
+    cells[placed] = cell_of_slot[slot[placed]]
+    exact = h3.api.basic_int.latlng_to_cell
+    for k in np.flatnonzero(cells == 0).tolist():  # near an edge, or a cell the lattice does not describe
+        cells[k] = exact(float(lat[k]), float(lon[k]), resolution)
+    return cells
+
+
+def count_points_per_cell(
+    lat: npt.NDArray[np.float64], lon: npt.NDArray[np.float64], resolution: int
+) -> dict[int, int]:
+    """Return how many points each H3 cell (as an integer) holds: ``cells_of_points`` counted, without sorting."""
+    if len(lat) == 0:
+        return {}
+    slot, cell_of_slot = _lattice_slots(lat, lon, resolution)
+    placed = slot >= 0
+    per_slot = np.bincount(slot[placed], minlength=len(cell_of_slot))
+    described = cell_of_slot != 0
+    counts = dict(zip(cell_of_slot[described].tolist(), per_slot[described].tolist(), strict=True))
+    exact = h3.api.basic_int.latlng_to_cell
+    undecided = np.flatnonzero(~placed | ~described[np.maximum(slot, 0)])
+    for k in undecided.tolist():
+        cell = exact(float(lat[k]), float(lon[k]), resolution)
+        counts[cell] = counts.get(cell, 0) + 1
+    return {cell: n for cell, n in counts.items() if n}
+
+
+_CHUNK = 1 << 16  # points projected at a time: arrays that stay in the CPU's cache, not a gigabyte of temporaries
+
+
+def _lattice_slots(
+    lat: npt.NDArray[np.float64], lon: npt.NDArray[np.float64], resolution: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64]]:
+    """Return each point's lattice hexagon (a slot; -1 within EDGE_MARGIN of an edge) and each slot's cell.
+
+    A slot's cell is 0 where the lattice hexagon does not describe an H3 cell (see above): its points, like
+    those at -1, are for h3 itself to place.
+    """
     origin = h3.latlng_to_cell(float(lat.min() + lat.max()) / 2, float(lon.min() + lon.max()) / 2, resolution)
     lat0, lon0 = h3.cell_to_latlng(origin)
     around = h3.grid_disk(origin, 6)
@@ -227,29 +356,33 @@ def cells_of_points(
     scale = float(np.abs(np.concatenate([cx, cy])).max())
     to_lattice = _Projective(cx / scale, cy / scale, *_lattice_xy(ij[:, 0], ij[:, 1]))
 
-    gx, gy = _gnomonic(lat, lon, lat0, lon0)
-    px, py = to_lattice(gx / scale, gy / scale)
-    # Nearest lattice point: cube rounding in axial coordinates q = i - j, r = j.
-    r = py * 2 / _SQRT3
-    q = px + r / 2 - r
-    s = -q - r
-    rq, rr, rs = np.round(q), np.round(r), np.round(s)
-    dq, dr, ds = np.abs(rq - q), np.abs(rr - r), np.abs(rs - s)
-    fix_q = (dq > dr) & (dq > ds)
-    rq = np.where(fix_q, -rr - rs, rq)
-    rr = np.where(~fix_q & (dr > ds), -rq - rs, rr)
-    i, j = (rq + rr).astype(np.int64), rr.astype(np.int64)
-    hx, hy = _lattice_xy(i, j)
-    ox, oy = px - hx, py - hy
-    farthest = np.abs(ox)  # the offset towards the nearest edge, along each pair of opposite normals
-    for nx, ny in _NORMALS[1:]:
-        np.maximum(farthest, np.abs(ox * nx + oy * ny), out=farthest)
-    sure = 0.5 - farthest > EDGE_MARGIN
+    n = len(lat)
+    i_all, j_all, sure = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64), np.empty(n, dtype=bool)
+    for start in range(0, n, _CHUNK):
+        part = slice(start, start + _CHUNK)
+        gx, gy = _gnomonic(lat[part], lon[part], lat0, lon0)
+        px, py = to_lattice(gx / scale, gy / scale)
+        # Nearest lattice point: cube rounding in axial coordinates q = i - j, r = j.
+        r = py * 2 / _SQRT3
+        q = px + r / 2 - r
+        s = -q - r
+        rq, rr, rs = np.round(q), np.round(r), np.round(s)
+        dq, dr, ds = np.abs(rq - q), np.abs(rr - r), np.abs(rs - s)
+        fix_q = (dq > dr) & (dq > ds)
+        rq = np.where(fix_q, -rr - rs, rq)
+        rr = np.where(~fix_q & (dr > ds), -rq - rs, rr)
+        i, j = (rq + rr).astype(np.int64), rr.astype(np.int64)
+        hx, hy = _lattice_xy(i, j)
+        ox, oy = px - hx, py - hy
+        farthest = np.abs(ox)  # the offset towards the nearest edge, along each pair of opposite normals
+        for nx, ny in _NORMALS[1:]:
+            np.maximum(farthest, np.abs(ox * nx + oy * ny), out=farthest)
+        i_all[part], j_all[part], sure[part] = i, j, 0.5 - farthest > EDGE_MARGIN
 
     # Each lattice hexagon in use: its cell, if the cell's corners sit on the hexagon's.
-    i0, j0 = int(i.min()), int(j.min())
-    width = int(j.max()) - j0 + 1
-    slot = (i - i0) * width + (j - j0)
+    i0, j0 = int(i_all.min()), int(j_all.min())
+    width = int(j_all.max()) - j0 + 1
+    slot = (i_all - i0) * width + (j_all - j0)
     used = np.flatnonzero(np.bincount(slot[sure], minlength=1))
     cell_of_slot = np.zeros(int(slot.max()) + 1, dtype=np.uint64)
     for k in used.tolist():
@@ -265,10 +398,8 @@ def cells_of_points(
         misplaced = np.sqrt(((np.stack([bx, by], axis=1)[:, None, :] - ideal[None, :, :]) ** 2).sum(axis=2))
         if len(corners) == 6 and misplaced.min(axis=1).max() < EDGE_MARGIN / 10:
             cell_of_slot[k] = h3.str_to_int(cell)
-    cells[sure] = cell_of_slot[slot[sure]]
-    for k in np.flatnonzero(cells == 0).tolist():  # near an edge, or a cell the lattice does not describe
-        cells[k] = exact(float(lat[k]), float(lon[k]), resolution)
-    return cells
+    slot[~sure] = -1
+    return slot, cell_of_slot
 
 
 def aggregate_grids(conn: Connection, filters: Filters, generation: int) -> Cells:
@@ -360,16 +491,26 @@ _ANALYSES: VersionedCache[dict[str, Any]] = VersionedCache(size=32)
 
 
 def analyse(
-    conn: Connection, filters: Filters, *, cell: str, generation: int, permutations: int = DEFAULT_PERMUTATIONS
+    conn: Connection,
+    filters: Filters,
+    *,
+    cell: str,
+    generation: int,
+    permutations: int = DEFAULT_PERMUTATIONS,
+    points: Points | None = None,
 ) -> dict[str, Any]:
-    """Aggregate, compute Gi*, and return the GeoJSON answer of /v1/hotspots (reused until incidents change)."""
+    """Aggregate, compute Gi*, and return the GeoJSON answer of /v1/hotspots (reused until incidents change).
+
+    ``points``: the incidents matching ``filters``, when the caller has read them (``read_points``) for
+    something else too; H3 cells are counted from them instead of reading them again.
+    """
     kind, resolution = parse_cell(cell)
 
     def compute() -> dict[str, Any]:
         cells = (
             aggregate_grids(conn, filters, generation)
             if kind == "grid"
-            else aggregate_h3(conn, filters, resolution, generation)
+            else aggregate_h3(conn, filters, resolution, generation, points)
         )
         return feature_collection(cells, gi_star(cells, permutations=permutations), cell=cell)
 

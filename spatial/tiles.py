@@ -30,10 +30,21 @@ class TileLayer:
     status_column: str | None = "status"
     overview: tuple[str, ...] | None = None  # None: ``properties`` at every zoom
     detail_zoom: int = 0
+    boxes_below: int = 0  # below this zoom a polygon is sent as the diagonal of its bounding box
 
     def properties_at(self, z: int) -> tuple[str, ...]:
         """Return the properties a tile of zoom ``z`` carries."""
         return self.properties if self.overview is None or z >= self.detail_zoom else self.overview
+
+    def geometry_at(self, z: int) -> str:
+        """Return the SQL of what a tile of zoom ``z`` draws of each feature (over the table aliased ``t``).
+
+        Below ``boxes_below`` a footprint is a few pixels wide and its bounding box is what the eye sees: the
+        map draws the box from its diagonal (a two-point line), which PostgreSQL clips and encodes in half the
+        time of the polygon (zoom 13, 39,000 footprints: 0.11 s against 0.22 s), and the browser fills a
+        rectangle instead of tracing a ring.
+        """
+        return "ST_BoundingDiagonal(t.geom)" if z < self.boxes_below else "t.geom"
 
 
 TILE_LAYERS = {
@@ -43,6 +54,7 @@ TILE_LAYERS = {
         ("t.code", "t.status", "t.floors", "round(t.footprint_m2::numeric, 1)::float8 AS footprint_m2"),
         overview=("t.status",),
         detail_zoom=16,
+        boxes_below=14,  # the map at zoom 14 draws zoom-13 tiles: a footprint of 700 m² is 2.7 pixels wide
     ),
     "incidents": TileLayer("incidents", ("t.code", "t.status", "t.item_code", "t.source", "t.grid_code")),
     "stalls": TileLayer("stalls", ("t.code", "t.kind", "t.licensed"), status_column=None),
@@ -78,10 +90,11 @@ def tile(
         filters.append("left(t.grid_code, 9) = :subdistrict")
         params["subdistrict"] = subdistrict
     columns = ", ".join(spec.properties_at(z))
-    # Table, columns and conditions come from TILE_LAYERS above, never from the request; values are bound.
+    # Table, geometry, columns and conditions come from TILE_LAYERS above, never from the request; values are
+    # bound.
     query = text(
         f"WITH b AS (SELECT ST_TileEnvelope(:z, :x, :y) AS envelope), "
-        f"f AS (SELECT ST_AsMVTGeom(ST_Transform(t.geom, 3857), b.envelope) AS geom, {columns} "
+        f"f AS (SELECT ST_AsMVTGeom(ST_Transform({spec.geometry_at(z)}, 3857), b.envelope) AS geom, {columns} "
         f"FROM {spec.table} t, b WHERE {' AND '.join(filters)}) "
         "SELECT ST_AsMVT(f.*, :layer) FROM f WHERE f.geom IS NOT NULL"
     )

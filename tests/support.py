@@ -42,12 +42,16 @@ def fresh_database(name: str) -> str:
 
 
 def buildings_in_tile(conn: Connection, z: int, x: int, y: int, *, status: str | None = None) -> int:
-    """Count what an illegal-building tile holds: footprints whose box meets it, clipped with MVT's edge buffer."""
+    """Count what an illegal-building tile holds: footprints whose box meets it, clipped with MVT's edge buffer.
+
+    Below zoom 14 a tile draws each footprint's bounding box, sent as its diagonal.
+    """
+    drawn = "geom" if z >= 14 else "ST_BoundingDiagonal(geom)"
     return int(
         conn.execute(
             text(
                 "SELECT count(*) FROM illegal_buildings WHERE geom && ST_Transform(ST_TileEnvelope(:z, :x, :y), 4326)"
-                " AND ST_AsMVTGeom(ST_Transform(geom, 3857), ST_TileEnvelope(:z, :x, :y)) IS NOT NULL"
+                f" AND ST_AsMVTGeom(ST_Transform({drawn}, 3857), ST_TileEnvelope(:z, :x, :y)) IS NOT NULL"
                 " AND (CAST(:status AS text) IS NULL OR status = :status)"
             ),
             {"z": z, "x": x, "y": y, "status": status},

@@ -83,6 +83,7 @@ def map_config(settings: MapSettings, *, lang: str) -> dict[str, Any]:
             "tiles": "/v1/tiles",
             "heat": "/v1/heat",
             "hotspots": "/v1/hotspots",
+            "incidents": "/v1/map/incidents",
             "owner": "/v1/owner",
             "chiefs": "/v1/streets/chiefs",
             "kpi": "/v1/kpi",

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.engine import Connection
 from starlette.concurrency import run_in_threadpool
 
 from api.access import allow
@@ -124,16 +125,62 @@ def heat(
 ) -> Response:
     """Return ``cells`` as [lat, lon, count] and their ``total`` for the incidents matching the filters."""
     box = BBox.parse(bbox)
-    where, params = filters.where()
-
-    def compute() -> bytes:
-        cells = incidents_layer.heat(
-            conn, bbox=(box.west, box.south, box.east, box.north), zoom=zoom, where=where, params=params
-        )
-        return _json({"cells": cells, "total": sum(c[2] for c in cells)})
-
-    body = _HEAT.get_gzip(conn, (box.west, box.south, box.east, box.north, zoom, filters), compute)
+    view = (box.west, box.south, box.east, box.north)
+    body = _HEAT.get_gzip(conn, (*view, zoom, filters), lambda: _heat_json(conn, filters, view, zoom))
     return _compressed(request, body, "application/json")
+
+
+def _heat_json(
+    conn: Connection,
+    filters: hotspots.Filters,
+    view: tuple[float, float, float, float],
+    zoom: int,
+    points: hotspots.Points | None = None,
+) -> bytes:
+    """Return the /v1/heat answer: from ``points`` (read with ``view``) when given, else by its own query."""
+    if points is not None and points.in_view is not None:
+        cells = incidents_layer.heat_of_points(points.lon[points.in_view], points.lat[points.in_view], zoom=zoom)
+    else:
+        where, params = filters.where()
+        cells = incidents_layer.heat(conn, bbox=view, zoom=zoom, where=where, params=params)
+    return _json({"cells": cells, "total": sum(c[2] for c in cells)})
+
+
+@router.get(
+    "/v1/map/incidents",
+    summary="The map's incident layers in one answer: heat cells and hotspots",
+    **allow("public", doing="read the heat map"),
+)
+def map_incidents(
+    request: Request,
+    conn: ConnectionDep,
+    filters: FiltersDep,
+    bbox: Annotated[str, Query(description="west,south,east,north in WGS-84 degrees")],
+    zoom: Annotated[int, Query(ge=0, le=22, description="the map's zoom: cells are ≈8 pixels")],
+    cell: Annotated[str, Query(description="hotspot cells: h3:<5..11> (default h3:9) or grid")] = "h3:9",
+) -> Response:
+    """Return ``{"heat": <as /v1/heat>, "hotspots": <as /v1/hotspots>}`` for the same filters.
+
+    What the map asks for when it opens and when a filter changes. Both answers count the same incidents, so
+    when neither is kept yet they are read from the database once (the slowest part of each on its own).
+    """
+    box = BBox.parse(bbox)
+    view = (box.west, box.south, box.east, box.north)
+    kind, _ = hotspots.parse_cell(cell)
+    generation = current_generation(conn)
+    if generation is None:
+        raise InvalidInput("no boundaries are loaded")
+    heat_entry = _HEAT.find(conn, (*view, zoom, filters))
+    hot_entry = _HOTSPOTS.find(conn, (filters, cell, generation))
+    points = None
+    if heat_entry.body is None and hot_entry.body is None and kind == "h3":
+        points = hotspots.read_points(conn, filters, view=view)
+    heat_body = heat_entry.body or _HEAT.keep(conn, heat_entry, _heat_json(conn, filters, view, zoom, points))
+    hot_body = hot_entry.body or _HOTSPOTS.keep(
+        conn, hot_entry, _json(hotspots.analyse(conn, filters, cell=cell, generation=generation, points=points))
+    )
+    body = b'{"heat":' + gzip.decompress(heat_body) + b',"hotspots":' + gzip.decompress(hot_body) + b"}"
+    return _compressed(request, gzip.compress(body, compresslevel=6, mtime=0), "application/json")
 
 
 @router.get(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import esda
 import h3
 import numpy as np
@@ -87,3 +89,33 @@ def test_cells_of_points_equal_h3_point_by_point(engine: Engine) -> None:
         lat = np.concatenate([[p[0] for p in edges], 23.343 + 0.058 * rng.random(20_000)])
         lon = np.concatenate([[p[1] for p in edges], 104.208 + 0.075 * rng.random(20_000)])
         assert hotspots.cells_of_points(lat, lon, resolution).tolist() == per_point(lat, lon, resolution), resolution
+
+
+def test_points_per_cell_are_the_cells_of_points_counted(engine: Engine) -> None:
+    with engine.connect() as conn:
+        rows = np.array(conn.execute(text("SELECT ST_Y(geom), ST_X(geom) FROM incidents")).all())
+    assert hotspots.count_points_per_cell(rows[:, 0], rows[:, 1], 9) == Counter(per_point(rows[:, 0], rows[:, 1], 9))
+    # More points than one projected chunk, with cell corners among them.
+    rng = np.random.default_rng(7)
+    corners = [p for cell in h3.grid_disk(h3.latlng_to_cell(23.371, 104.244, 9), 3) for p in h3.cell_to_boundary(cell)]
+    lat = np.concatenate([23.343 + 0.058 * rng.random(150_000), [p[0] for p in corners]])
+    lon = np.concatenate([104.208 + 0.075 * rng.random(150_000), [p[1] for p in corners]])
+    counted = hotspots.count_points_per_cell(lat, lon, 9)
+    assert counted == Counter(per_point(lat, lon, 9))
+    assert sum(counted.values()) == 150_000 + len(corners)
+    assert hotspots.count_points_per_cell(lat[:0], lon[:0], 9) == {}
+
+
+def test_points_read_in_parts_are_the_points_read_at_once(engine: Engine) -> None:
+    view = (104.235, 23.355, 104.262, 23.383)
+    with engine.connect() as conn:
+        pages = conn.execute(text("SELECT pg_relation_size('incidents') / 8192")).scalar_one()
+        for filters in (hotspots.Filters(), hotspots.Filters(source="hotline", category="05")):
+            whole = hotspots.read_points(conn, filters, view=view)
+            halves = hotspots.read_points(conn, filters, view=view, split_pages=pages - 1)  # in parts
+            assert len(halves.lon) == len(whole.lon) > 0
+            order, split_order = np.lexsort((whole.lat, whole.lon)), np.lexsort((halves.lat, halves.lon))
+            assert halves.lon[split_order].tolist() == whole.lon[order].tolist()
+            assert halves.lat[split_order].tolist() == whole.lat[order].tolist()
+            assert halves.in_view is not None and whole.in_view is not None
+            assert halves.in_view[split_order].tolist() == whole.in_view[order].tolist()

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import gzip
+from datetime import datetime
 
 import mapbox_vector_tile
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 from api.main import create_app
 from api.routers import maps
+from spatial import hotspots
 from spatial.changes import SharedCache
+from spatial.layers import incidents as incidents_layer
 from spatial.settings import Settings
 from tests.support import buildings_in_tile
 
@@ -29,6 +33,8 @@ def test_building_tile_holds_the_footprints_of_its_area(client: TestClient, engi
         expected = buildings_in_tile(conn, z, x, y)
         demolished = buildings_in_tile(conn, z, x, y, status="demolished")
     assert len(features) == expected
+    # Zoom 13: each footprint is drawn as its bounding box, sent as the box's diagonal.
+    assert {(f["geometry"]["type"], len(f["geometry"]["coordinates"])) for f in features} == {("LineString", 2)}
     assert {f["properties"]["status"] for f in features} <= {
         "investigated", "notice_served", "scheduled", "demolished", "legalised",
     }  # fmt: skip
@@ -44,6 +50,7 @@ def test_building_tiles_carry_details_from_zoom_16(client: TestClient, engine: E
     x, y = 6468 * 8 + 3, 3548 * 8 + 4  # a zoom-16 tile inside the city tile
     detail = mapbox_vector_tile.decode(client.get(f"/v1/tiles/illegal_buildings/16/{x}/{y}.pbf").content)
     features = detail["illegal_buildings"]["features"]
+    assert {f["geometry"]["type"] for f in features} == {"Polygon"}
     with engine.connect() as conn:
         assert len(features) == buildings_in_tile(conn, 16, x, y) > 0
         codes = {f["properties"]["code"]: f["properties"] for f in features}
@@ -168,3 +175,52 @@ def test_a_kind_keeps_at_most_max_bytes_newest_first(engine: Engine) -> None:
     finally:
         with engine.begin() as conn:
             conn.execute(text("DELETE FROM citygrid_cache.derived WHERE kind = 'test-trim'"))
+
+
+def forget_incident_answers(engine: Engine) -> None:
+    """Forget every kept heat and hotspot answer, in the table and in this process."""
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM citygrid_cache.derived WHERE kind IN ('heat', 'hotspots')"))
+    for cache in (maps._HEAT.local, maps._HOTSPOTS.local, hotspots._ANALYSES, incidents_layer._HEAT):
+        cache.entries.clear()
+
+
+@pytest.mark.parametrize(
+    ("filters", "zoom"),
+    [
+        ({}, 11),
+        ({"source": "hotline"}, 15),
+        ({"category": "05", "from": "2017-03-01T00:00:00+08:00", "to": "2017-05-01T00:00:00+08:00"}, 19),
+        ({"status": "closed", "subdistrict": "532601002"}, 22),
+    ],
+)
+def test_map_incidents_equal_heat_and_hotspots_asked_apart(
+    client: TestClient, engine: Engine, filters: dict[str, str], zoom: int
+) -> None:
+    # A view that cuts the city: which incidents count at its edges is decided by PostgreSQL's && both ways.
+    view = {"bbox": "104.235,23.355,104.262,23.383", "zoom": zoom}
+    forget_incident_answers(engine)
+    together = client.get("/v1/map/incidents", params={**filters, **view})
+    assert together.status_code == 200
+    both = together.json()
+    forget_incident_answers(engine)
+    heat = client.get("/v1/heat", params={**filters, **view}).json()
+    hot = client.get("/v1/hotspots", params={**filters, "cell": "h3:9"}).json()
+    where, params = hotspots.Filters(
+        item=None, category=filters.get("category"), subdistrict=filters.get("subdistrict"),
+        source=filters.get("source"), status=filters.get("status"),
+        date_from=datetime.fromisoformat(filters["from"]) if "from" in filters else None,
+        date_to=datetime.fromisoformat(filters["to"]) if "to" in filters else None,
+    ).where()  # fmt: skip
+    with engine.connect() as conn:
+        in_view = conn.execute(
+            text(f"SELECT count(*) FROM incidents i WHERE {where} AND i.geom && ST_MakeEnvelope(104.235, 23.355,"
+                 " 104.262, 23.383, 4326)"),
+            params,
+        ).scalar_one()  # fmt: skip
+    assert both["heat"]["total"] == heat["total"] == in_view > 0
+    assert sorted(map(tuple, both["heat"]["cells"])) == sorted(map(tuple, heat["cells"]))
+    assert both["hotspots"] == hot
+    # Asked again, both come from what was kept (the heat cells as /v1/heat computed them).
+    again = client.get("/v1/map/incidents", params={**filters, **view}).json()
+    assert again == {"heat": heat, "hotspots": hot}

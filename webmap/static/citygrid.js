@@ -236,10 +236,11 @@
         layer.values.push(value);
       } else if (field === 2 && wire === 2) {
         n = readVarint(buf, pos); stop = pos.i + n;
-        var feature = { tags: null, geometry: null };
+        var feature = { tags: null, geometry: null, type: 0 };
         while (pos.i < stop) {
           var ftag = readVarint(buf, pos), ffield = ftag >>> 3, len, fend;
-          if ((ffield === 2 || ffield === 4) && (ftag & 7) === 2) {
+          if (ffield === 3 && (ftag & 7) === 0) { feature.type = readVarint(buf, pos); }
+          else if ((ffield === 2 || ffield === 4) && (ftag & 7) === 2) {
             len = readVarint(buf, pos); fend = pos.i + len;
             var packed = [];
             while (pos.i < fend) { packed.push(readVarint(buf, pos)); }
@@ -276,8 +277,16 @@
   }
 
   // Append a feature's MoveTo/LineTo/ClosePath commands (zig-zag deltas, spec 4.3) to the context's path.
-  function tracePath(path, geometry, scale) {
+  // A line of two points is a footprint's bounding box sent as its diagonal (zoom 13 and below): its box.
+  function tracePath(path, geometry, scale, type) {
     var x = 0, y = 0, i = 0;
+    if (type === 2 && geometry.length === 6 && geometry[0] === 9 && geometry[3] === 10) {
+      x = (geometry[1] >>> 1) ^ -(geometry[1] & 1);
+      y = (geometry[2] >>> 1) ^ -(geometry[2] & 1);
+      var dx = (geometry[4] >>> 1) ^ -(geometry[4] & 1), dy = (geometry[5] >>> 1) ^ -(geometry[5] & 1);
+      path.rect(x * scale, y * scale, dx * scale, dy * scale);
+      return;
+    }
     while (i < geometry.length) {
       var command = geometry[i] & 7, count = geometry[i] >>> 3;
       i += 1;
@@ -318,18 +327,18 @@
           var scale = layer ? size.x * ratio / layer.extent : 1;
           drawn.forEach(function (f) {
             var colour = colours[f.value] || "#000";
-            (byColour[colour] || (byColour[colour] = [])).push(f.geometry);
+            (byColour[colour] || (byColour[colour] = [])).push(f);
           });
           var ctx = canvas.getContext("2d");
           ctx.lineWidth = ratio;
           Object.keys(byColour).forEach(function (colour) {
-            var geometries = byColour[colour];
+            var shapes = byColour[colour];
             ctx.fillStyle = colour; ctx.strokeStyle = colour;
             // Chromium's cost of filling one path grows faster than its size: batches of PATH_BATCH footprints
             // measured ~100 times faster than one path for 40,000 of them, and ~1.5 times faster than one each.
-            for (var start = 0; start < geometries.length; start += PATH_BATCH) {
+            for (var start = 0; start < shapes.length; start += PATH_BATCH) {
               ctx.beginPath();
-              geometries.slice(start, start + PATH_BATCH).forEach(function (g) { tracePath(ctx, g, scale); });
+              shapes.slice(start, start + PATH_BATCH).forEach(function (f) { tracePath(ctx, f.geometry, scale, f.type); });
               ctx.globalAlpha = 0.7; ctx.fill();
               ctx.globalAlpha = 1; ctx.stroke();
             }
@@ -363,23 +372,24 @@
 
   // ---- incidents: heat map and hotspots -------------------------------------------------------------
 
+  // The heat map and the hotspots count the same incidents: when the map opens or a filter changes they come
+  // in one answer (/v1/map/incidents), which reads the incidents once; moving the map asks for heat alone.
   function heatLayer() {
     var layer = L.heatLayer([], { radius: 18, blur: 15, maxZoom: 17, minOpacity: 0.25 });
-    function load() {
+    layer.show = function (body) {
+      var max = 1;
+      body.cells.forEach(function (c) { if (c[2] > max) { max = c[2]; } });
+      layer.setOptions({ max: max });
+      layer.setLatLngs(body.cells);
+      state.heatTotal = body.total;
+      done("heat", body.cells.length);
+    };
+    layer.reload = function () {
       var params = incidentFilters();
       params.bbox = bboxParam();
       params.zoom = map.getZoom();
-      get(config.api.heat + query(params)).then(function (body) {
-        var max = 1;
-        body.cells.forEach(function (c) { if (c[2] > max) { max = c[2]; } });
-        layer.setOptions({ max: max });
-        layer.setLatLngs(body.cells);
-        state.heatTotal = body.total;
-        done("heat", body.cells.length);
-      }).catch(fail("heat"));
-    }
-    layer.reload = load;
-    load();
+      get(config.api.heat + query(params)).then(layer.show).catch(fail("heat"));
+    };
     return layer;
   }
 
@@ -397,18 +407,23 @@
         });
       }
     });
-    function load() {
-      var params = incidentFilters();
-      params.cell = "h3:9";
-      get(config.api.hotspots + query(params)).then(function (fc) {
-        layer.clearLayers();
-        layer.addData(fc);
-        done("hotspots", layer.getLayers().length);
-      }).catch(fail("hotspots"));
-    }
-    layer.reload = load;
-    load();
+    layer.show = function (fc) {
+      layer.clearLayers();
+      layer.addData(fc);
+      done("hotspots", layer.getLayers().length);
+    };
     return layer;
+  }
+
+  function loadIncidents() {
+    var params = incidentFilters();
+    params.bbox = bboxParam();
+    params.zoom = map.getZoom();
+    params.cell = "h3:9";
+    get(config.api.incidents + query(params)).then(function (body) {
+      overlays.heat.show(body.heat);
+      overlays.hotspots.show(body.hotspots);
+    }).catch(function (error) { fail("heat")(error); fail("hotspots")(error); });
   }
 
   // ---- grid choropleth of a score from /v1/kpi --------------------------------------------------------
@@ -613,8 +628,7 @@
       if (map.hasLayer(overlays.choropleth)) { overlays.choropleth.reload(); }
       return;
     }
-    overlays.heat.reload();
-    overlays.hotspots.reload();
+    loadIncidents();
     if (changed === "subdistrict") { overlays.illegal_buildings.reload(); }
   }
 
@@ -634,6 +648,8 @@
     lang = cfg.lang === "en" ? "en" : "zh";
     filters = { from: cfg.period.from, to: cfg.period.to, category: null, item: null, subdistrict: null,
       status: null, score: "closure_rate", period: "2017Q2" };
+    // The incident layers take the server longest: asked first, before the browser's six connections fill up.
+    loadIncidents();
     whoAmI();
     overlays.subdistricts = boundary("subdistricts", { color: "#4a148c", weight: 3, fill: false },
       function (p) { return esc(p.code + " " + (lang === "zh" ? p.name : p.name_en)); });
