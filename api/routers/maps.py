@@ -110,7 +110,13 @@ def vector_tile(
     status: Annotated[str | None, Query(description="only features with this status")] = None,
     subdistrict: Annotated[str | None, Query(description="only features in this subdistrict")] = None,
 ) -> Response:
-    """Return one Mapbox Vector Tile of ``layer`` (illegal_buildings, incidents, stalls)."""
+    """Return one Mapbox Vector Tile of ``layer`` (illegal_buildings, incidents, stalls).
+
+    What a tile carries depends on its zoom for illegal_buildings: below 14 each footprint is sent as its
+    bounding box's diagonal (a two-point LineString: draw the box it spans) with its status only; from 14 the
+    footprint polygon; from 16 also code, floors and footprint_m2. For the polygons at every zoom, read the
+    GeoJSON layer or the export.
+    """
     data = tiles.tile(conn, layer, z, x, y, status=status, subdistrict=subdistrict, gzipped=True)
     return _compressed(request, data, "application/vnd.mapbox-vector-tile", {"Cache-Control": "max-age=60"})
 
