@@ -20,7 +20,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import text
@@ -90,16 +89,6 @@ def settled_version(conn: Connection, table: str) -> tuple[int, bool]:
     return int(row[0]), bool(row[1])
 
 
-@dataclass(frozen=True)
-class Entry:
-    """A ``SharedCache`` lookup: the key as stored, the counter it was made at, and the bytes if kept (gzip)."""
-
-    key_text: str
-    version: int
-    settled: bool
-    body: bytes | None
-
-
 class SharedCache:
     """Derived results as bytes, shared by every worker through the ``citygrid_cache.derived`` table.
 
@@ -124,21 +113,12 @@ class SharedCache:
 
     def get_gzip(self, conn: Connection, key: Hashable, compute: Callable[[], bytes]) -> bytes:
         """Return the bytes for ``key`` gzip-compressed, as they are kept: ready to send with that encoding."""
-        entry = self.find(conn, key)
-        return entry.body if entry.body is not None else self.keep(conn, entry, compute())
-
-    def find(self, conn: Connection, key: Hashable) -> Entry:
-        """Return the entry for ``key`` at the table's current counter, with its bytes if they are kept.
-
-        For a caller that computes several results at once: find each, compute what is missing (after every
-        ``find``), then ``keep`` each.
-        """
         version, settled = settled_version(conn, self.table)
         key_text = json.dumps(key, default=str, separators=(",", ":"))
         if settled:
             hit = self.local.entries.get(key_text)
             if hit is not None and hit[0] == version:
-                return Entry(key_text, version, settled, hit[2])
+                return hit[2]
             stored = conn.execute(
                 text(
                     "SELECT body FROM citygrid_cache.derived WHERE kind = :kind AND key = :key AND version = :version"
@@ -146,15 +126,11 @@ class SharedCache:
                 {"kind": self.kind, "key": key_text, "version": version},
             ).scalar()
             if stored is not None:
-                return Entry(key_text, version, settled, self.local.get(key_text, version, lambda: bytes(stored)))
-        return Entry(key_text, version, settled, None)
-
-    def keep(self, conn: Connection, entry: Entry, computed: bytes) -> bytes:
-        """Return ``computed`` gzip-compressed, kept for ``entry`` if no write was under way when it was found."""
-        body = gzip.compress(computed, compresslevel=6, mtime=0)
-        if entry.settled:
-            self._store(conn, entry.key_text, entry.version, body)
-            self.local.get(entry.key_text, entry.version, lambda: body)
+                return self.local.get(key_text, version, lambda: bytes(stored))
+        body = gzip.compress(compute(), compresslevel=6, mtime=0)
+        if settled:
+            self._store(conn, key_text, version, body)
+            self.local.get(key_text, version, lambda: body)
         return body
 
     def _store(self, conn: Connection, key_text: str, version: int, body: bytes) -> None:

@@ -29,6 +29,7 @@ router = APIRouter(tags=["map"])
 # Heat cells and hotspot answers as sent, shared by every worker (spatial.changes.SharedCache).
 _HEAT = SharedCache("heat", "incidents")
 _HOTSPOTS = SharedCache("hotspots", "incidents", size=32)
+_MAP_INCIDENTS = SharedCache("map_incidents", "incidents", size=32)
 
 
 def _compressed(request: Request, body: bytes, media_type: str, headers: dict[str, str] | None = None) -> Response:
@@ -176,17 +177,15 @@ def map_incidents(
     generation = current_generation(conn)
     if generation is None:
         raise InvalidInput("no boundaries are loaded")
-    heat_entry = _HEAT.find(conn, (*view, zoom, filters))
-    hot_entry = _HOTSPOTS.find(conn, (filters, cell, generation))
-    points = None
-    if heat_entry.body is None and hot_entry.body is None and kind == "h3":
-        points = hotspots.read_points(conn, filters, view=view)
-    heat_body = heat_entry.body or _HEAT.keep(conn, heat_entry, _heat_json(conn, filters, view, zoom, points))
-    hot_body = hot_entry.body or _HOTSPOTS.keep(
-        conn, hot_entry, _json(hotspots.analyse(conn, filters, cell=cell, generation=generation, points=points))
-    )
-    body = b'{"heat":' + gzip.decompress(heat_body) + b',"hotspots":' + gzip.decompress(hot_body) + b"}"
-    return _compressed(request, gzip.compress(body, compresslevel=6, mtime=0), "application/json")
+
+    def both() -> bytes:
+        points = hotspots.read_points(conn, filters, view=view) if kind == "h3" else None
+        found = hotspots.analyse(conn, filters, cell=cell, generation=generation, points=points)
+        return b'{"heat":' + _heat_json(conn, filters, view, zoom, points) + b',"hotspots":' + _json(found) + b"}"
+
+    # kept whole, as sent: a load after the first (on any worker, or after a restart) is one lookup
+    body = _MAP_INCIDENTS.get_gzip(conn, (*view, zoom, filters, cell, generation), both)
+    return _compressed(request, body, "application/json")
 
 
 @router.get(

@@ -180,8 +180,9 @@ def test_a_kind_keeps_at_most_max_bytes_newest_first(engine: Engine) -> None:
 def forget_incident_answers(engine: Engine) -> None:
     """Forget every kept heat and hotspot answer, in the table and in this process."""
     with engine.begin() as conn:
-        conn.execute(text("DELETE FROM citygrid_cache.derived WHERE kind IN ('heat', 'hotspots')"))
-    for cache in (maps._HEAT.local, maps._HOTSPOTS.local, hotspots._ANALYSES, incidents_layer._HEAT):
+        conn.execute(text("DELETE FROM citygrid_cache.derived WHERE kind IN ('heat', 'hotspots', 'map_incidents')"))
+    for cache in (maps._HEAT.local, maps._HOTSPOTS.local, maps._MAP_INCIDENTS.local, hotspots._ANALYSES,
+                  incidents_layer._HEAT):  # fmt: skip
         cache.entries.clear()
 
 
@@ -221,6 +222,9 @@ def test_map_incidents_equal_heat_and_hotspots_asked_apart(
     assert both["heat"]["total"] == heat["total"] == in_view > 0
     assert sorted(map(tuple, both["heat"]["cells"])) == sorted(map(tuple, heat["cells"]))
     assert both["hotspots"] == hot
-    # Asked again, both come from what was kept (the heat cells as /v1/heat computed them).
+    # Asked again, the answer is kept whole for every worker, and asked once more it is what was kept.
     again = client.get("/v1/map/incidents", params={**filters, **view}).json()
-    assert again == {"heat": heat, "hotspots": hot}
+    with engine.connect() as conn:
+        kept = conn.execute(text("SELECT count(*) FROM citygrid_cache.derived WHERE kind = 'map_incidents'"))
+        assert kept.scalar_one() == 1
+    assert again == both == client.get("/v1/map/incidents", params={**filters, **view}).json()
