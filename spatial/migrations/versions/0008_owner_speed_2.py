@@ -190,6 +190,13 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
             ORDER BY 2, 1
             LIMIT 1
         ) rv ON true
+    ), grid_chains AS MATERIALIZED (
+        -- The periods of the grids the points fell in (grid_chain_periods, kept by triggers), taken apart
+        -- from the final join: joined there directly, the table was the side the planner probed with every
+        -- point, hashing all of them (a 50,000-point chunk 0.80 → 0.60 s; a single lookup the same).
+        SELECT p.* FROM grid_chain_periods p
+        JOIN (SELECT DISTINCT generation, grid_code FROM located WHERE grid_code IS NOT NULL) k
+          ON k.generation = p.generation AND k.grid_code = p.grid_code
     ), street_chiefs AS MATERIALIZED (
         SELECT k.street_code, k.at, stc.person_id
         FROM (SELECT DISTINCT street_code, at FROM located WHERE street_code IS NOT NULL) k
@@ -211,8 +218,8 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
            l.candidates, l.outside, l.nearest_code, l.distance_m,
            CASE WHEN l.grid_code IS NOT NULL AND NOT l.outside THEN ST_Distance(gch.boundary_m, l.p_m) END
     FROM located l
-    -- the grid's chain in the period holding the point's moment (grid_chain_periods, kept by triggers)
-    LEFT JOIN grid_chain_periods gch ON gch.generation = l.generation AND gch.grid_code = l.grid_code
+    -- the grid's chain in the period holding the point's moment
+    LEFT JOIN grid_chains gch ON gch.generation = l.generation AND gch.grid_code = l.grid_code
         AND gch.starts <= l.at AND (gch.ends IS NULL OR gch.ends > l.at)
     LEFT JOIN street_chiefs stc ON stc.street_code = l.street_code AND stc.at = l.at
     LEFT JOIN river_chiefs rvc ON rvc.river_code = l.river_code AND rvc.at = l.at
