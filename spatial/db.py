@@ -16,6 +16,7 @@ import psycopg2.extras
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import PoolProxiedConnection
 
 from spatial.cluster import LocalCluster
 from spatial.settings import DatabaseSettings
@@ -74,16 +75,30 @@ def engine_for(settings: DatabaseSettings, url: str | None = None, *, autocommit
     )
 
 
+def pooled_connection(engine: Engine) -> PoolProxiedConnection:
+    """Return a connection straight from ``engine``'s pool (``close()`` gives it back), for ``run_prepared``.
+
+    A failure to connect is raised as SQLAlchemy's error, as ``Engine.connect()`` raises it (the API maps a
+    database that cannot be reached to 503).
+    """
+    try:
+        return engine.raw_connection()
+    except psycopg2.Error as exc:
+        raise DBAPIError.instance(None, None, exc, psycopg2.Error, connection_invalidated=True) from exc
+
+
 def run_prepared(
-    conn: Connection, name: str, prepare: str, execute: str, params: Sequence[Any]
+    conn: Connection | PoolProxiedConnection, name: str, prepare: str, execute: str, params: Sequence[Any]
 ) -> dict[str, Any] | None:
     """Run a named prepared statement on ``conn`` (preparing it on the connection's first use); return row one.
 
     For the hot paths (owner lookups, intake): the plan is made once per database connection instead of once
-    per request, and the row is read from the driver's cursor, past SQLAlchemy's result machinery.
+    per request, and the row is read from the driver's cursor, past SQLAlchemy's result machinery. ``conn``
+    may be a pooled connection straight from ``Engine.raw_connection()``, past SQLAlchemy's Connection too.
     """
-    info = conn.connection.info  # lives as long as the database connection, like the prepared statement
-    raw = conn.connection.driver_connection
+    pooled = conn.connection if isinstance(conn, Connection) else conn
+    info = pooled.info  # lives as long as the database connection, like the prepared statement
+    raw = pooled.driver_connection
     assert raw is not None
     try:
         with raw.cursor() as cur:

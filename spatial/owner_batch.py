@@ -48,11 +48,22 @@ CHAIN_FIELDS = (
 
 # One statement per chunk: the points arrive as two float8[] literals (shortest exact repr of each double,
 # ≈10× cheaper to write than numpy's savetxt and no temporary table), and the answer leaves as CSV formatted
-# by PostgreSQL (quoting included) or as rows.
+# by PostgreSQL (quoting included) or as rows. What follows from the grid is named by one join to the names of
+# every grid (grid, community, subdistrict, squad: a few hundred rows) instead of four joins per point
+# (≈1.5 µs of ≈20 µs a point); the codes matched are the chain's own, so a name never disagrees with its code.
 _CHUNK_SQL = """
+WITH grid_names AS MATERIALIZED (
+    SELECT g.generation, g.code AS grid_code, g.name AS grid_name, c.code AS community_code,
+           c.name AS community_name, sd.code AS subdistrict_code, sd.name AS subdistrict_name,
+           sq.code AS squad_code, sq.name AS squad_name
+    FROM grids g
+    JOIN communities c ON c.generation = g.generation AND c.code = g.community_code
+    JOIN subdistricts sd ON sd.generation = c.generation AND sd.code = c.subdistrict_code
+    LEFT JOIN squads sq ON sq.subdistrict_code = sd.code
+)
 SELECT {columns} FROM (
-SELECT o.row_no, o.grid_code, g.name AS grid_name, o.community_code, c.name AS community_name, o.subdistrict_code,
-       sd.name AS subdistrict_name, o.squad_code, sq.name AS squad_name, o.grid_member_id,
+SELECT o.row_no, o.grid_code, n.grid_name, o.community_code, n.community_name, o.subdistrict_code,
+       n.subdistrict_name, o.squad_code, n.squad_name, o.grid_member_id,
        gm.name AS grid_member_name, gm.phone AS grid_member_phone, o.street_code, st.name AS street_name,
        round(o.street_distance_m::numeric, 2) AS street_distance_m, o.street_chief_id, sc.name AS street_chief_name,
        o.subdistrict_chief_id, o.general_street_chief_id, o.river_code,
@@ -68,10 +79,9 @@ FROM citygrid_owner_points(
               FROM unnest(%(lon)s::float8[], %(lat)s::float8[]) WITH ORDINALITY AS p (lon, lat, n) ORDER BY p.n),
         array_fill(%(at)s::timestamptz, ARRAY[%(count)s]),
         %(edge)s, %(outside)s, %(street)s, %(river)s) o
-LEFT JOIN grids g ON g.generation = o.generation AND g.code = o.grid_code
-LEFT JOIN communities c ON c.generation = o.generation AND c.code = o.community_code
-LEFT JOIN subdistricts sd ON sd.generation = o.generation AND sd.code = o.subdistrict_code
-LEFT JOIN squads sq ON sq.code = o.squad_code
+LEFT JOIN grid_names n ON n.generation = o.generation AND n.grid_code = o.grid_code
+    AND n.community_code = o.community_code AND n.subdistrict_code = o.subdistrict_code
+    AND n.squad_code IS NOT DISTINCT FROM o.squad_code
 LEFT JOIN streets st ON st.code = o.street_code
 LEFT JOIN people gm ON gm.id = o.grid_member_id
 LEFT JOIN people sc ON sc.id = o.street_chief_id

@@ -5,19 +5,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
-from starlette.datastructures import Headers, QueryParams
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.access import allow, caller_from
 from api.deps import EngineDep, SettingsDep
 from api.errors import UnsupportedMediaType, database_down_response, documented, domain_response
 from spatial import access, owner, owner_batch
+from spatial.db import pooled_connection
 from spatial.errors import CitygridError, InvalidInput
 
 router = APIRouter(prefix="/v1/owner", tags=["owner"])
@@ -93,17 +95,26 @@ async def owner_of_point(request: Request) -> Response:
 
 
 def owner_response(query: Mapping[str, str], headers: Mapping[str, str], state: Any) -> Response:
-    """Answer GET /v1/owner: read lon, lat, crs and at, look the point up, and build the JSON body.
+    """Answer GET /v1/owner (see ``owner_body``) as a Response."""
+    return Response(owner_body(query, headers, state), media_type="application/json")
+
+
+def owner_body(query: Mapping[str, str], headers: Mapping[str, str], state: Any) -> bytes:
+    """Answer GET /v1/owner: read lon, lat, crs and at, look the point up, and return the JSON body.
 
     The one place the answer is shaped, for the route and for the shortcut alike: phone numbers only for a
-    staff key (``spatial.access``); a key that is sent must be valid.
+    staff key (``spatial.access``); a key that is sent must be valid. The lookup takes a pooled connection
+    straight from the pool: SQLAlchemy's Connection around it was ≈10 % of a worker's own time per lookup.
     """
     key = caller_from(headers, state.read_engine)
     lon, lat = _number(query, "lon"), _number(query, "lat")
     crs, at = query.get("crs"), _moment(query.get("at"))
-    with state.read_engine.connect() as conn:
+    conn = pooled_connection(state.read_engine)
+    try:
         answer = owner.lookup(conn, lon, lat, crs=crs, at=at, rules=state.settings.owner)
-    return Response(orjson.dumps(answer.as_dict(phones=access.sees_phones(key))), media_type="application/json")
+    finally:
+        conn.close()  # back to the pool (or dropped, when the lookup found it dead)
+    return orjson.dumps(answer.as_dict(phones=access.sees_phones(key)))
 
 
 class OwnerLookupShortcut:
@@ -129,12 +140,23 @@ class OwnerLookupShortcut:
             await self.app(scope, receive, send)
             return
         try:
-            response = owner_response(QueryParams(scope["query_string"]), Headers(scope=scope), scope["app"].state)
+            body = owner_body(_query_params(scope["query_string"]), Headers(scope=scope), scope["app"].state)
         except CitygridError as exc:
-            response = domain_response(exc)
+            await domain_response(exc)(scope, receive, send)
+            return
         except DBAPIError as exc:
-            response = database_down_response(exc)
-        await response(scope, receive, send)
+            await database_down_response(exc)(scope, receive, send)
+            return
+        # The two ASGI messages built here: what a Response would send, without its per-request set-up.
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-length", str(len(body)).encode()), (b"content-type", b"application/json"),
+        ]})  # fmt: skip
+        await send({"type": "http.response.body", "body": body})
+
+
+def _query_params(query_string: bytes) -> dict[str, str]:
+    """Return the query's parameters, the last one of a repeated name winning (as Starlette's QueryParams)."""
+    return dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
 
 
 @router.post(
