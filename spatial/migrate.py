@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import re
 from pathlib import Path
 
 from alembic import command
@@ -16,6 +18,24 @@ def alembic_config(url: str) -> Config:
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
+
+
+def earlier_function(revision_file: str, name: str) -> str:
+    """Return the ``CREATE OR REPLACE FUNCTION name(…) … $$;`` statement of an earlier revision's UPGRADE.
+
+    For a downgrade that puts back the definition a later revision replaced, read from the revision that wrote
+    it rather than copied into the later one.
+    """
+    path = MIGRATIONS / "versions" / f"{revision_file}.py"
+    spec = importlib.util.spec_from_file_location(f"citygrid_revision_{revision_file}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sql: str = module.UPGRADE
+    found = re.search(rf"CREATE (OR REPLACE )?FUNCTION {re.escape(name)}\(.*?\$\$.*?\$\$;", sql, flags=re.S)
+    if found is None:
+        raise LookupError(f"{revision_file} does not create function {name}")
+    return "CREATE OR REPLACE FUNCTION " + found.group(0).split("FUNCTION ", 1)[1] + "\n"
 
 
 def upgrade(url: str, revision: str = "head") -> None:

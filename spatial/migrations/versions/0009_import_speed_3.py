@@ -15,6 +15,8 @@ from itertools import product
 
 from alembic import op
 
+from spatial.migrate import earlier_function
+
 revision = "0009"
 down_revision = "0008"
 branch_labels = None
@@ -62,29 +64,7 @@ $$;
 """
 
 # 0002's definition, as it was
-DOWNGRADE = r"""
-CREATE OR REPLACE FUNCTION citygrid_import_time(t text) RETURNS timestamptz
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT CASE
-        WHEN t IS NULL
-             OR t !~ ('^[0-9]{4}-[0-9]{2}-[0-9]{2}'
-                      '([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)? ?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?)?$')
-            THEN NULL
-        -- fixed-width digits compare as text: cheaper than casting each field
-        WHEN substr(t, 1, 4) = '0000' OR substr(t, 6, 2) NOT BETWEEN '01' AND '12'
-             OR substr(t, 9, 2) NOT BETWEEN '01' AND '31'
-             OR (length(t) > 10 AND (substr(t, 12, 2) > '23' OR substr(t, 15, 2) > '59'
-                                     OR (substr(t, 17, 1) = ':' AND substr(t, 18, 2) > '59')))
-            THEN NULL
-        WHEN substr(t, 9, 2) > '28'  -- only then can the day not exist (make_date is the costly part)
-             AND substr(t, 9, 2)::int > extract(day FROM make_date(substr(t, 1, 4)::int, substr(t, 6, 2)::int, 1)
-                                                         + interval '1 month - 1 day')
-            THEN NULL
-        WHEN length(t) > 10 AND t ~ '(Z|[+-][0-9]{2}(:?[0-9]{2})?)$' THEN t::timestamptz
-        ELSE t::timestamp AT TIME ZONE 'Asia/Shanghai'
-    END
-$$;
-"""
+DOWNGRADE = earlier_function("0002_cases", "citygrid_import_time")
 
 
 def upgrade() -> None:
