@@ -74,6 +74,26 @@ def incident_filters(
 FiltersDep = Annotated[hotspots.Filters, Depends(incident_filters)]
 
 
+def heat_view(
+    bbox: Annotated[str, Query(description="west,south,east,north in WGS-84 degrees")],
+    zoom: Annotated[int, Query(ge=0, le=22, description="the map's zoom: cells are ≈8 pixels")],
+) -> tuple[tuple[float, float, float, float], int]:
+    """Read the view a heat map is asked for: (west, south, east, north) and the zoom."""
+    box = BBox.parse(bbox)
+    return (box.west, box.south, box.east, box.north), zoom
+
+
+HeatViewDep = Annotated[tuple[tuple[float, float, float, float], int], Depends(heat_view)]
+
+
+def _generation(conn: Connection, asked: int | None = None) -> int:
+    """Return the boundary generation asked for, or the current one; refuse when no boundaries are loaded."""
+    chosen = asked or current_generation(conn)
+    if chosen is None:
+        raise InvalidInput("no boundaries are loaded")
+    return chosen
+
+
 @router.get(
     "/map",
     summary="The planners' map (城市管理综合执法地图)",
@@ -127,12 +147,10 @@ def heat(
     request: Request,
     conn: ConnectionDep,
     filters: FiltersDep,
-    bbox: Annotated[str, Query(description="west,south,east,north in WGS-84 degrees")],
-    zoom: Annotated[int, Query(ge=0, le=22, description="the map's zoom: cells are ≈8 pixels")],
+    shown: HeatViewDep,
 ) -> Response:
     """Return ``cells`` as [lat, lon, count] and their ``total`` for the incidents matching the filters."""
-    box = BBox.parse(bbox)
-    view = (box.west, box.south, box.east, box.north)
+    view, zoom = shown
     body = _HEAT.get_gzip(conn, (*view, zoom, filters), lambda: _heat_json(conn, filters, view, zoom))
     return _compressed(request, body, "application/json")
 
@@ -162,8 +180,7 @@ def map_incidents(
     request: Request,
     conn: ConnectionDep,
     filters: FiltersDep,
-    bbox: Annotated[str, Query(description="west,south,east,north in WGS-84 degrees")],
-    zoom: Annotated[int, Query(ge=0, le=22, description="the map's zoom: cells are ≈8 pixels")],
+    shown: HeatViewDep,
     cell: Annotated[str, Query(description="hotspot cells: h3:<5..11> (default h3:9) or grid")] = "h3:9",
 ) -> Response:
     """Return ``{"heat": <as /v1/heat>, "hotspots": <as /v1/hotspots>}`` for the same filters.
@@ -171,12 +188,9 @@ def map_incidents(
     What the map asks for when it opens and when a filter changes. Both answers count the same incidents, so
     when neither is kept yet they are read from the database once (the slowest part of each on its own).
     """
-    box = BBox.parse(bbox)
-    view = (box.west, box.south, box.east, box.north)
+    view, zoom = shown
     kind, _ = hotspots.parse_cell(cell)
-    generation = current_generation(conn)
-    if generation is None:
-        raise InvalidInput("no boundaries are loaded")
+    generation = _generation(conn)
 
     def both() -> bytes:
         points = hotspots.read_points(conn, filters, view=view) if kind == "h3" else None
@@ -203,9 +217,7 @@ async def hotspots_of_incidents(
     """Return one feature per cell with count, z, p_sim, p_value and Gi_Bin (±3/±2/±1 = 99/95/90 %)."""
 
     def answer() -> bytes:
-        chosen = generation or current_generation(conn)
-        if chosen is None:
-            raise InvalidInput("no boundaries are loaded")
+        chosen = _generation(conn, generation)
         return _HOTSPOTS.get_gzip(
             conn,
             (filters, cell, chosen),
