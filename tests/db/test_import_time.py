@@ -8,26 +8,8 @@ from itertools import product
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-# 0002's definition of citygrid_import_time(t), as an expression
-REGEX_DEFINITION = r"""
-    CASE
-        WHEN t IS NULL
-             OR t !~ ('^[0-9]{4}-[0-9]{2}-[0-9]{2}'
-                      '([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)? ?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?)?$')
-            THEN NULL
-        WHEN substr(t, 1, 4) = '0000' OR substr(t, 6, 2) NOT BETWEEN '01' AND '12'
-             OR substr(t, 9, 2) NOT BETWEEN '01' AND '31'
-             OR (length(t) > 10 AND (substr(t, 12, 2) > '23' OR substr(t, 15, 2) > '59'
-                                     OR (substr(t, 17, 1) = ':' AND substr(t, 18, 2) > '59')))
-            THEN NULL
-        WHEN substr(t, 9, 2) > '28'
-             AND substr(t, 9, 2)::int > extract(day FROM make_date(substr(t, 1, 4)::int, substr(t, 6, 2)::int, 1)
-                                                         + interval '1 month - 1 day')
-            THEN NULL
-        WHEN length(t) > 10 AND t ~ '(Z|[+-][0-9]{2}(:?[0-9]{2})?)$' THEN t::timestamptz
-        ELSE t::timestamp AT TIME ZONE 'Asia/Shanghai'
-    END
-"""
+from spatial.migrate import earlier_function
+
 DATES = ("2017-03-15", "2016-02-29", "2017-02-29", "2017-04-31", "2017-12-31", "2017-13-01", "0000-01-01",
          "2017-00-10", "2017-01-00", "2017-01-32")  # fmt: skip
 TIMES = ("10:20", "23:59", "24:00", "10:60", "00:00")
@@ -58,11 +40,14 @@ def _impossible_zone(t: str) -> bool:
 
 def test_the_shape_lookup_reads_every_text_as_the_regular_expressions_did(conn: Connection) -> None:
     texts = _texts()
+    # 0002's definition, beside the current one for this transaction only
+    regex_definition = earlier_function("0002_cases", "citygrid_import_time")
+    conn.execute(text(regex_definition.replace("citygrid_import_time(", "pg_temp.import_time_0002(", 1)))
     differing = conn.execute(
         text(
-            "SELECT t, citygrid_import_time(t) AS shape, " + REGEX_DEFINITION + " AS regex"
+            "SELECT t, citygrid_import_time(t) AS shape, pg_temp.import_time_0002(t) AS regex"
             " FROM unnest(CAST(:texts AS text[])) AS u (t)"
-            " WHERE citygrid_import_time(t) IS DISTINCT FROM (" + REGEX_DEFINITION + ")"
+            " WHERE citygrid_import_time(t) IS DISTINCT FROM pg_temp.import_time_0002(t)"
         ),
         {"texts": texts},
     ).all()
