@@ -339,6 +339,10 @@ def _work(
                     "street": rules.street_radius_m, "river": rules.river_radius_m,
                 }  # fmt: skip
                 with conn.cursor() as cur:
+                    # For this chunk's transaction only: with merge joins allowed, the planner sorted the chunk's
+                    # points to merge them with the cell tables, where hashing the cells is cheaper (backend CPU
+                    # per 50,000 points ≈650 → ≈530 ms, the same CSV).
+                    cur.execute("SET LOCAL enable_mergejoin = off")
                     if as_csv:
                         sink = io.BytesIO()
                         cur.copy_expert(f"COPY ({cur.mogrify(_CSV_SQL, params).decode()}) TO STDOUT (FORMAT csv)", sink)
