@@ -7,8 +7,9 @@ Why (measured on the fixture, one backend, CPU time from /proc; pgbench for sing
   PostGIS was 7 %. The grid's, the street's and the river's pieces are now joined to all points of the call
   at once on their cell (grid: every piece within the tolerance, gathered per point; street and river: the
   nearest per point by DISTINCT ON), so the planner may hash the cell tables when the call holds many points
-  and probe their B-trees when it holds one. A 50,000-point call whose arrays the planner can see (the owner
-  batch passes them as constants): 0.57 → 0.38 s of CPU; called with arrays it cannot see, 0.57 → 0.52 s.
+  and probe their B-trees when it holds one. 50,000 random points, backend CPU, three runs each: 0.49–0.56 s
+  with 0008's function, 0.33–0.45 s with this one when the arrays are constants (the owner batch: the planner
+  sees the count) and 0.37–0.41 s when they come from a subquery (incident imports).
 - A single lookup started a plan of ≈60 nodes for the function alone. The "outside every grid" branch (a
   UNION ALL with a nearest-part index scan, planned and started for every point) is now
   ``citygrid_nearest_grid``, called only for a point no grid piece is near; the candidates' sort (written out
