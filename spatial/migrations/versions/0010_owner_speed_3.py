@@ -1,6 +1,6 @@
 """Owner lookups, third pass: the chain's steps as joins of all points at once, and a plan of fewer nodes.
 
-Why (measured on the fixture, one backend, CPU time from /proc; pgbench for single lookups):
+Why (measured on the fixture, one backend, its CPU time read from /proc):
 
 - A batch spent most of its time in executor overhead, not geometry: each point rescanned three LATERAL
   subqueries (aggregate or sort and limit over a ring scan and an index scan), ≈12 µs a point, of which
