@@ -28,7 +28,7 @@ async def get_engine(request: Request) -> Engine:
 
 
 async def get_read_engine(request: Request) -> Engine:
-    """Return the app's autocommit engine, for single-statement reads on hot paths."""
+    """Return the app's autocommit engine, for hot paths of one statement (reads, and a report's one insert)."""
     engine: Engine = request.app.state.read_engine
     return engine
 

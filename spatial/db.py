@@ -42,7 +42,8 @@ def database_url(settings: DatabaseSettings) -> str:
 def _engine(url: str, pool_size: int, max_overflow: int, statement_timeout_ms: int, autocommit: bool) -> Engine:
     extra: dict[str, object] = {}
     if autocommit:
-        # Read-only hot paths: no BEGIN/ROLLBACK round trips, nothing to reset when a connection comes back.
+        # Hot paths of one statement each: no BEGIN/COMMIT round trips, nothing to reset when a connection comes
+        # back.
         extra = {"isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None}
     return create_engine(
         url,
@@ -64,7 +65,8 @@ def _engine(url: str, pool_size: int, max_overflow: int, statement_timeout_ms: i
 def engine_for(settings: DatabaseSettings, url: str | None = None, *, autocommit: bool = False) -> Engine:
     """Return the engine for ``url`` (default: the settings' database), cached per process.
 
-    ``autocommit`` engines are for single-statement reads on hot paths; every write uses a normal one.
+    ``autocommit`` engines are for single-statement reads on hot paths, and for a write that is one statement (a
+    report becoming a case: ``spatial.intake``); every other write uses a normal one.
     """
     return _engine(
         url or database_url(settings),

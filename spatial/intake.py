@@ -798,20 +798,25 @@ def _checks_sql(
         return sql.SQL("NULL::text")
 
     if coords_from_python:
-        lon = sql.SQL("k.lon")
-        lat = sql.SQL("k.lat")
+        lon = sql.SQL("t.lon_value")
+        lat = sql.SQL("t.lat_value")
+        lon_text = sql.SQL("k.lon")
+        lat_text = sql.SQL("k.lat")
         coords_join = sql.SQL("LEFT JOIN {} k ON k.row_no = r.row_no").format(staging.table("coords"))
         coords_ok = sql.SQL("k.row_no IS NOT NULL")
         coord_error = sql.SQL(
             "WHEN NOT t.coords_ok THEN 'coordinates missing, not numbers, or outside the range of their crs'"
         )
     else:
-        lon = sql.SQL("CASE WHEN {v} ~ {re} THEN CAST({v} AS float8) END").format(
-            v=col("lon"), re=sql.Literal(_NUMBER_RE)
+        lon, lat = (
+            sql.SQL(
+                "CASE WHEN plain.{name} THEN CAST(t.{name}_text AS float8)"
+                " WHEN t.{name}_text ~ {re} THEN CAST(t.{name}_text AS float8) END"
+            ).format(name=sql.SQL(name), re=sql.Literal(_NUMBER_RE))
+            for name in ("lon", "lat")
         )
-        lat = sql.SQL("CASE WHEN {v} ~ {re} THEN CAST({v} AS float8) END").format(
-            v=col("lat"), re=sql.Literal(_NUMBER_RE)
-        )
+        lon_text = col("lon")
+        lat_text = col("lat")
         coords_join = sql.SQL("")
         coords_ok = sql.SQL("true")
         coord_error = sql.SQL(
@@ -824,18 +829,26 @@ def _checks_sql(
     return sql.SQL(
         """
         WITH typed AS MATERIALIZED (  -- computed once per row: later steps refer to these columns many times
-            SELECT r.row_no, {lon} AS lon, {lat} AS lat, {coords_ok} AS coords_ok, {item} AS item_code,
-                   {source} AS source, {code} AS code, coalesce({description}, '') AS description,
+            SELECT r.row_no, {lon_text} AS {lon_name}, {lat_text} AS {lat_name}, {coords_ok} AS coords_ok,
+                   {item} AS item_code, {source} AS source, {code} AS code, coalesce({description}, '') AS description,
                    coalesce({address}, '') AS address,
                    {status} AS status_text, {satisfaction} AS satisfaction,
                    {deferred} AS deferred_text, {reworks} AS reworks_text, {photos} AS photos_text,
                    {reported} AS reported_text, {due} AS due_text, {closed} AS closed_text
             FROM {raw} r {coords_join}
             WHERE r.row_no BETWEEN %(first)s AND %(last)s
+        ), plain AS MATERIALIZED (
+            -- whether each column of the chunk is written one plain way throughout (migration 0012): then its
+            -- texts are only cast, instead of each being checked by its shape first; the same answers either way
+            SELECT {lon_plain} AS lon, {lat_plain} AS lat,
+                   citygrid_import_column_times(array_agg(reported_text)) AS reported_at,
+                   citygrid_import_column_times(array_agg(due_text)) AS due_at,
+                   citygrid_import_column_times(array_agg(closed_text)) AS closed_at
+            FROM typed
         ), timed AS MATERIALIZED (
-            SELECT t.*, citygrid_import_time(reported_text) AS reported_at, citygrid_import_time(due_text) AS due_at,
-                   citygrid_import_time(closed_text) AS closed_at
-            FROM typed t
+            SELECT t.*, {lon} AS lon, {lat} AS lat,
+                   {reported_at} AS reported_at, {due_at} AS due_at, {closed_at} AS closed_at
+            FROM typed t CROSS JOIN plain
         ), checked AS (
             SELECT t.*, coalesce(t.status_text, 'collected') AS status, ci.time_limit, ci.time_unit,
                    CASE
@@ -885,6 +898,15 @@ def _checks_sql(
         raw=staging.table("raw"),
         lon=lon,
         lat=lat,
+        lon_text=lon_text,
+        lat_text=lat_text,
+        lon_name=sql.SQL("lon_value" if coords_from_python else "lon_text"),
+        lat_name=sql.SQL("lat_value" if coords_from_python else "lat_text"),
+        lon_plain=sql.SQL("NULL" if coords_from_python else "citygrid_import_column_numbers(array_agg(lon_text))"),
+        lat_plain=sql.SQL("NULL" if coords_from_python else "citygrid_import_column_numbers(array_agg(lat_text))"),
+        reported_at=_time_read("reported"),
+        due_at=_time_read("due"),
+        closed_at=_time_read("closed"),
         item=col("item_code"),
         source=col("source"),
         code=col("code"),
@@ -909,6 +931,14 @@ def _checks_sql(
         satisfaction_list=sql.SQL(" ".join(SATISFACTION)),
         integer_re=sql.Literal(_INTEGER_RE),
     )
+
+
+def _time_read(name: str) -> sql.Composed:
+    """Compose the reading of time column ``name`` of ``typed t``: cast alone when its chunk's column is plain."""
+    return sql.SQL(
+        "CASE WHEN plain.{name}_at THEN citygrid_import_time_shaped(t.{name}_text)"
+        " ELSE citygrid_import_time(t.{name}_text) END"
+    ).format(name=sql.SQL(name))
 
 
 def _insert_params(key: ApiKey, rules: OwnerSettings, flag_duplicates: bool) -> dict[str, Any]:

@@ -18,7 +18,9 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+from sqlalchemy.pool import PoolProxiedConnection
 
+from spatial.db import run_prepared
 from spatial.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 
 KEY_PREFIX = "cg_"
@@ -141,17 +143,27 @@ def list_keys(conn: Connection) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
-def authenticate(conn: Connection, secret: str | None) -> ApiKey:
-    """Return the caller a key belongs to; raise Unauthorized for no key, an unknown or a revoked one."""
+# Prepared once per database connection (``run_prepared``): the lookup is in every request that sends a key, and
+# parsing and planning it each time cost more than running it.
+_AUTHENTICATE = "citygrid_authenticate"
+_AUTHENTICATE_PREPARE = (
+    f"PREPARE {_AUTHENTICATE} (text) AS"
+    " SELECT id, name, role, subdistrict_code, person_id, revoked_at FROM api_keys WHERE key_hash = $1"
+)
+_AUTHENTICATE_EXECUTE = f"EXECUTE {_AUTHENTICATE} (%s)"
+
+
+def authenticate(conn: Connection | PoolProxiedConnection, secret: str | None) -> ApiKey:
+    """Return the caller a key belongs to; raise Unauthorized for no key, an unknown or a revoked one.
+
+    ``conn`` may be a pooled connection straight from ``Engine.raw_connection()`` (``spatial.db.run_prepared``).
+    """
     if not secret:
         raise Unauthorized(MISSING_KEY)
-    row = conn.execute(
-        text("SELECT id, name, role, subdistrict_code, person_id, revoked_at FROM api_keys WHERE key_hash = :hash"),
-        {"hash": hash_key(secret.strip())},
-    ).first()
+    row = run_prepared(conn, _AUTHENTICATE, _AUTHENTICATE_PREPARE, _AUTHENTICATE_EXECUTE, [hash_key(secret.strip())])
     if row is None:
         raise Unauthorized("unknown API key: check it was copied whole, or ask for a new one")
-    revoked_at: datetime | None = row.revoked_at
+    revoked_at: datetime | None = row["revoked_at"]
     if revoked_at is not None:
         raise Unauthorized(f"this API key was revoked at {revoked_at.isoformat()}: ask for a new one")
-    return ApiKey(row.id, row.name, row.role, row.subdistrict_code, row.person_id)
+    return ApiKey(row["id"], row["name"], row["role"], row["subdistrict_code"], row["person_id"])

@@ -57,3 +57,50 @@ def test_the_shape_lookup_reads_every_text_as_the_regular_expressions_did(conn: 
     ).scalar_one()
     assert (len(texts), read) == (125_197, 2_929)  # every text, and the ones read as a time
     assert conn.execute(text("SELECT citygrid_import_time(NULL)")).scalar_one() is None
+
+
+def test_a_column_found_plain_is_read_by_the_cast_alone_as_each_text_would_be(conn: Connection) -> None:
+    texts = _texts()
+    # each text as a column of its own: wherever the whole-column check passes it, the cast alone answers alike
+    differing = conn.execute(
+        text(
+            "SELECT t FROM unnest(CAST(:texts AS text[])) AS u (t)"
+            " WHERE CASE WHEN citygrid_import_column_times(ARRAY[t])"  # CASE: the cast only after the check
+            "            THEN citygrid_import_time_shaped(t) IS DISTINCT FROM citygrid_import_time(t) END"
+        ),
+        {"texts": texts},
+    ).all()
+    assert differing == []
+    passed, missed, no_such_day = conn.execute(
+        text(
+            "SELECT count(*) FILTER (WHERE citygrid_import_column_times(ARRAY[t])),"
+            " count(*) FILTER (WHERE citygrid_import_time(t) IS NOT NULL"
+            "                  AND NOT citygrid_import_column_times(ARRAY[t])),"
+            " array_agg(DISTINCT left(t, 10)) FILTER (WHERE citygrid_import_column_times(ARRAY[t])"
+            "                                          AND citygrid_import_time(t) IS NULL)"
+            " FROM unnest(CAST(:texts AS text[])) AS u (t)"
+        ),
+        {"texts": texts},
+    ).one()
+    # the 2,929 texts read as times pass, and 38 with a day their month lacks (the cast alone is never tried on
+    # those: citygrid_import_time_shaped reads the day first); no text read as a time fails the check
+    assert (passed, missed, sorted(no_such_day)) == (2_967, 0, ["2017-02-29", "2017-04-31"])
+
+
+def test_a_column_is_plain_only_when_every_text_is(conn: Connection) -> None:
+    def times(*values: str | None) -> bool:
+        return bool(conn.execute(text("SELECT citygrid_import_column_times(:v)"), {"v": list(values)}).scalar_one())
+
+    def numbers(*values: str | None) -> bool:
+        return bool(conn.execute(text("SELECT citygrid_import_column_numbers(:v)"), {"v": list(values)}).scalar_one())
+
+    assert times("2017-05-01T09:30:00+08:00", None, "2017-05-02 10:00", "2017-05-03")
+    assert not times("2017-05-01T09:30:00+08:00", "2017-05-01T09:30:00+08:0")
+    assert not times("2017-05-01T09:30:00+08:00", "2017-13-01")
+    # two texts in one, which the newline between them would otherwise pass as two lines
+    assert not times("2017-05-01\n2017-05-02")
+    assert not times("")
+    assert not times() and not times(None)  # nothing to cast: the per-text reading of a NULL costs nothing
+    assert numbers("104.25", "-23", "+1.5e3", ".5", "7.", None)
+    assert not numbers("104.25", " 104.25")  # white space: the per-text expression reads it
+    assert not numbers("104,25") and not numbers("1\n2") and not numbers("0x10")

@@ -50,6 +50,7 @@ def test_upgrade_from_empty_downgrade_to_empty_and_up_again() -> None:
         "citygrid_audit_row", "citygrid_cell_m", "citygrid_cell_reach_m", "citygrid_cells_near", "citygrid_cell_ring",
         "citygrid_file_grid_cells", "citygrid_refresh_grid_cells", "citygrid_refresh_line_cells",
         "citygrid_grid_chain_rows", "citygrid_refresh_grid_chains", "citygrid_cell_offsets", "citygrid_nearest_grid",
+        "citygrid_import_column_times", "citygrid_import_column_numbers", "citygrid_import_time_shaped",
     }  # fmt: skip
     assert extensions == {"postgis", "btree_gist"}
     assert _schemas(url) == {"citygrid_import", "citygrid_cache"}  # import scratch tables (0005), map results (0006)
@@ -62,5 +63,5 @@ def test_upgrade_from_empty_downgrade_to_empty_and_up_again() -> None:
     engine = create_engine(url, poolclass=NullPool)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM catalogue_items")).scalar_one() == 147
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0010"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0012"
     engine.dispose()
