@@ -12,7 +12,7 @@ TABLES = {
     "boundary_generations", "subdistricts", "communities", "grids", "grid_parts", "streets", "rivers", "squads",
     "people", "duties", "catalogue_categories", "catalogue_items", "illegal_buildings", "markets", "stalls",
     "operations", "incidents", "incident_events", "alembic_version", "api_keys", "working_calendar", "audit_log",
-    "grid_cells", "street_cells", "river_cells", "grid_chain_periods",
+    "grid_cells", "street_cells", "river_cells", "grid_chain_periods", "incident_map_counts", "incident_map_changes",
 }  # fmt: skip
 
 
@@ -49,7 +49,8 @@ def test_upgrade_from_empty_downgrade_to_empty_and_up_again() -> None:
         "citygrid_import_time", "citygrid_count_change", "citygrid_audit_refuse", "citygrid_audit_actor",
         "citygrid_audit_row", "citygrid_cell_m", "citygrid_cell_reach_m", "citygrid_cells_near", "citygrid_cell_ring",
         "citygrid_file_grid_cells", "citygrid_refresh_grid_cells", "citygrid_refresh_line_cells",
-        "citygrid_grid_chain_rows", "citygrid_refresh_grid_chains",
+        "citygrid_grid_chain_rows", "citygrid_refresh_grid_chains", "citygrid_map_inserted", "citygrid_map_updated",
+        "citygrid_map_deleted", "citygrid_map_truncated",
     }  # fmt: skip
     assert extensions == {"postgis", "btree_gist"}
     assert _schemas(url) == {"citygrid_import", "citygrid_cache"}  # import scratch tables (0005), map results (0006)
@@ -62,5 +63,5 @@ def test_upgrade_from_empty_downgrade_to_empty_and_up_again() -> None:
     engine = create_engine(url, poolclass=NullPool)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM catalogue_items")).scalar_one() == 147
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0009"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0011"
     engine.dispose()
