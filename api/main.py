@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.routing import NoMatchFound
 
 from api import access, errors, ogc
 from api.limits import BodyLimit
@@ -43,6 +44,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     mount_static(app)
     app.add_middleware(owner.OwnerLookupShortcut)
     access.document_roles(app)
+    # FastAPI builds an included router's routes (their dependencies and parameter models) when the first request
+    # passes them: ≈0.3 s of the first request each worker process serves, which the map's first page load waited
+    # for (its scripts and styles are matched after every router). Asking for a name no route has builds them all
+    # here, before the worker serves anything.
+    try:
+        app.url_path_for("citygrid-build-every-route")
+    except NoMatchFound:
+        pass
     return app
 
 

@@ -21,6 +21,7 @@ import queue
 import re
 import struct
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -121,11 +122,18 @@ def parse_cell(cell: str) -> tuple[str, int]:
 
 
 def aggregate_h3(
-    conn: Connection, filters: Filters, resolution: int, generation: int, points: Points | None = None
+    conn: Connection,
+    filters: Filters,
+    resolution: int,
+    generation: int,
+    points: Points | None = None,
+    per_cell: dict[int, int] | None = None,
 ) -> Cells:
     """Count incidents per H3 cell over every cell that touches the grids of ``generation``.
 
-    ``points`` are the incidents matching ``filters`` when the caller has read them already (``read_points``).
+    ``points`` are the incidents matching ``filters`` when the caller has read them already (``read_points``);
+    ``per_cell``, the incidents matching them per H3 cell (as an integer) when the caller has counted them
+    (spatial.map_counts).
     """
     area = conn.execute(
         text("SELECT ST_AsGeoJSON(ST_Union(geom)) FROM grids WHERE generation = :g"), {"g": generation}
@@ -137,9 +145,11 @@ def aggregate_h3(
     cells = sorted(set(study) | {n for c in study for n in h3.grid_disk(c, 1)})
     index = {c: k for k, c in enumerate(cells)}
     counts = np.zeros(len(cells))
-    if points is None:
-        points = read_points(conn, filters)
-    for cell_int, n in count_points_per_cell(points.lat, points.lon, resolution).items():
+    if per_cell is None:
+        if points is None:
+            points = read_points(conn, filters)
+        per_cell = count_points_per_cell(points.lat, points.lon, resolution)
+    for cell_int, n in per_cell.items():
         k = index.get(h3.int_to_str(cell_int))
         if k is not None:
             counts[k] += n
@@ -498,11 +508,13 @@ def analyse(
     generation: int,
     permutations: int = DEFAULT_PERMUTATIONS,
     points: Points | None = None,
+    counts: Callable[[], dict[int, int]] | None = None,
 ) -> dict[str, Any]:
     """Aggregate, compute Gi*, and return the GeoJSON answer of /v1/hotspots (reused until incidents change).
 
     ``points``: the incidents matching ``filters``, when the caller has read them (``read_points``) for
-    something else too; H3 cells are counted from them instead of reading them again.
+    something else too; H3 cells are counted from them instead of reading them again. ``counts``: how to have
+    them counted per H3 cell without reading them (spatial.map_counts), when the caller knows it can.
     """
     kind, resolution = parse_cell(cell)
 
@@ -510,7 +522,7 @@ def analyse(
         cells = (
             aggregate_grids(conn, filters, generation)
             if kind == "grid"
-            else aggregate_h3(conn, filters, resolution, generation, points)
+            else aggregate_h3(conn, filters, resolution, generation, points, counts() if counts else None)
         )
         return feature_collection(cells, gi_star(cells, permutations=permutations), cell=cell)
 

@@ -94,6 +94,18 @@ def sync_catalogue(url: str) -> int:
 
 
 def migrate(url: str) -> None:
-    """Bring the database at ``url`` to the newest schema, with the catalogue in place."""
+    """Bring the database at ``url`` to the newest schema, with the catalogue in place and the map counted.
+
+    The map's counts (0013) start as one change per stored incident; they are folded here, once, rather than
+    by the first map that asks for them.
+    """
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    from spatial import map_counts
+
     upgrade(url)
     sync_catalogue(url)
+    engine = create_engine(url, poolclass=NullPool)
+    map_counts.fold(engine)
+    engine.dispose()

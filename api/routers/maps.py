@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from api.access import allow
 from api.deps import ConnectionDep, SettingsDep
 from api.errors import documented
-from spatial import hotspots, tiles
+from spatial import hotspots, map_counts, tiles
 from spatial.catalogue import category, item
 from spatial.changes import SharedCache
 from spatial.errors import InvalidInput
@@ -162,9 +162,15 @@ def _heat_json(
     zoom: int,
     points: hotspots.Points | None = None,
 ) -> bytes:
-    """Return the /v1/heat answer: from ``points`` (read with ``view``) when given, else by its own query."""
+    """Return the /v1/heat answer: from ``points`` (read with ``view``) when given, else by its own query.
+
+    The query is the map counts' (spatial.map_counts) where they answer the filters and zoom, else a count of
+    the incidents in view.
+    """
     if points is not None and points.in_view is not None:
         cells = incidents_layer.heat_of_points(points.lon[points.in_view], points.lat[points.in_view], zoom=zoom)
+    elif map_counts.serves(filters, zoom=zoom):
+        cells = map_counts.read(conn, filters, h3_cells=False, view=view, zoom=zoom).heat or []
     else:
         where, params = filters.where()
         cells = incidents_layer.heat(conn, bbox=view, zoom=zoom, where=where, params=params)
@@ -186,13 +192,21 @@ def map_incidents(
     """Return ``{"heat": <as /v1/heat>, "hotspots": <as /v1/hotspots>}`` for the same filters.
 
     What the map asks for when it opens and when a filter changes. Both answers count the same incidents, so
-    when neither is kept yet they are read from the database once (the slowest part of each on its own).
+    when neither is kept yet they are counted once: from the map counts (spatial.map_counts) where they answer
+    the filters, zoom and cell (the map's first view does), else from the points, read from the database once
+    (the slowest part of each on its own).
     """
     view, zoom = shown
     kind, _ = hotspots.parse_cell(cell)
     generation = _generation(conn)
 
     def both() -> bytes:
+        if map_counts.serves(filters, zoom=zoom, cell=cell):
+            counted = map_counts.read(conn, filters, view=view, zoom=zoom)
+            found = hotspots.analyse(conn, filters, cell=cell, generation=generation, counts=lambda: counted.h3 or {})
+            cells = counted.heat or []
+            heat = _json({"cells": cells, "total": sum(c[2] for c in cells)})
+            return b'{"heat":' + heat + b',"hotspots":' + _json(found) + b"}"
         points = hotspots.read_points(conn, filters, view=view) if kind == "h3" else None
         found = hotspots.analyse(conn, filters, cell=cell, generation=generation, points=points)
         return b'{"heat":' + _heat_json(conn, filters, view, zoom, points) + b',"hotspots":' + _json(found) + b"}"
@@ -218,10 +232,11 @@ async def hotspots_of_incidents(
 
     def answer() -> bytes:
         chosen = _generation(conn, generation)
+        counts = (lambda: map_counts.read(conn, filters).h3 or {}) if map_counts.serves(filters, cell=cell) else None
         return _HOTSPOTS.get_gzip(
             conn,
             (filters, cell, chosen),
-            lambda: _json(hotspots.analyse(conn, filters, cell=cell, generation=chosen)),
+            lambda: _json(hotspots.analyse(conn, filters, cell=cell, generation=chosen, counts=counts)),
         )
 
     return _compressed(request, await run_in_threadpool(answer), "application/geo+json")
