@@ -169,10 +169,12 @@ async def import_incidents(
 
         def run() -> intake.ImportReport:
             with engine.begin() as conn:
-                return intake.import_file(
+                imported = intake.import_file(
                     conn, path, key=key, rules=settings.owner, crs=crs, source=source, skip_invalid=skip_invalid,
                     flag_duplicates=flag_duplicates, max_rows=settings.api.max_features,
                 )  # fmt: skip
+            intake.fold_map_counts(engine, imported)
+            return imported
 
         report = await run_in_threadpool(run)
     return report.as_dict()

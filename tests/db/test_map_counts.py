@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 from api.routers import maps
 from spatial import hotspots, map_counts
 from spatial.hotspots import Filters
-from spatial.intake import import_file
+from spatial.intake import fold_map_counts, import_file
 from spatial.keys import CLI_KEY
 from spatial.layers import incidents as incidents_layer
 from tests.api.test_tiles import forget_incident_answers
@@ -106,6 +106,34 @@ def test_an_import_is_counted(conn: Connection, tmp_path: Path) -> None:
     report = import_file(conn, write_csv(tmp_path / "cases.csv", ROWS[:5]), key=CLI_KEY, rules=RULES)
     assert report.inserted == 5
     assert kept(conn) == held(conn)
+
+
+def test_a_large_import_is_folded_once_committed(engine: Engine, tmp_path: Path) -> None:
+    # More rows than a reader would count itself (FOLD_AT): the importer folds them, not the next map.
+    n = map_counts.FOLD_AT + 200
+    rows = [[f"MC-IMP-{k:05d}", *ROWS[0][1:]] for k in range(n)]
+    small = [[f"MC-IMP-S{k}", *ROWS[0][1:]] for k in range(5)]
+    map_counts.fold(engine)
+    try:
+        with engine.begin() as conn:
+            report = import_file(conn, write_csv(tmp_path / "many.csv", rows), key=CLI_KEY, rules=RULES)
+        assert report.inserted == n
+        fold_map_counts(engine, report)
+        assert set(report.seconds) >= {"map_counts", "total"}
+        with engine.connect() as conn:
+            assert changes(conn) == 0
+            assert kept(conn) == held(conn)
+        with engine.begin() as conn:
+            few = import_file(conn, write_csv(tmp_path / "few.csv", small), key=CLI_KEY, rules=RULES)
+        fold_map_counts(engine, few)  # a few rows are left for readers to count
+        assert "map_counts" not in few.seconds
+        with engine.connect() as conn:
+            assert changes(conn) == 5
+            assert kept(conn) == held(conn)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM incidents WHERE code LIKE 'MC-IMP-%'"))
+        map_counts.fold(engine)
 
 
 def test_a_truncate_empties_the_counts(conn: Connection) -> None:
