@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Annotated, Any, TextIO
+from typing import Annotated, Any, BinaryIO
 
 import typer
 from rich.console import Console
@@ -223,7 +223,7 @@ def owner_command(
                 task = progress.add_task("owners", total=len(batch.errors))
                 for piece in pieces:
                     sink.write(piece)
-                    progress.advance(task, piece.count("\n"))
+                    progress.advance(task, piece.count(b"\n"))
                 progress.update(task, completed=len(batch.errors))
             failed = sum(e is not None for e in batch.errors)
             console.print(f"{len(batch.errors)} rows, {failed} with bad coordinates")
@@ -242,11 +242,13 @@ def owner_command(
 
 
 @contextmanager
-def _output(path: Path | None) -> Iterator[TextIO]:
+def _output(path: Path | None) -> Iterator[BinaryIO]:
     if path is None:
-        yield sys.stdout
+        sys.stdout.flush()
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
         return
-    with path.open("w", encoding="utf-8", newline="") as handle:
+    with path.open("wb") as handle:
         yield handle
 
 
