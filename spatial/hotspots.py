@@ -21,7 +21,7 @@ import queue
 import re
 import struct
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -57,22 +57,34 @@ class Filters:
 
     def where(self) -> tuple[str, dict[str, Any]]:
         """Return a SQL condition on ``incidents i`` and its bound parameters."""
-        clauses = ["TRUE"]
-        params: dict[str, Any] = {}
-        for column, value, op in (
-            ("i.item_code", self.item, "="),
-            ("left(i.item_code, 2)", self.category, "="),
-            ("i.reported_at", self.date_from, ">="),
-            ("i.reported_at", self.date_to, "<"),
-            ("i.subdistrict_code", self.subdistrict, "="),
-            ("i.source", self.source, "="),
-            ("i.status", self.status, "="),
-        ):
-            if value is not None:
-                name = f"p{len(params)}"
-                clauses.append(f"{column} {op} :{name}")  # column and operator are ours, the value is bound
-                params[name] = value
-        return " AND ".join(clauses), params
+        return conditions(
+            (
+                ("i.item_code", "=", self.item),
+                ("left(i.item_code, 2)", "=", self.category),
+                ("i.reported_at", ">=", self.date_from),
+                ("i.reported_at", "<", self.date_to),
+                ("i.subdistrict_code", "=", self.subdistrict),
+                ("i.source", "=", self.source),
+                ("i.status", "=", self.status),
+            ),
+            prefix="p",
+        )
+
+
+def conditions(terms: Iterable[tuple[str, str, Any]], *, prefix: str) -> tuple[str, dict[str, Any]]:
+    """Return ``column op :name`` for each (column, op, value) whose value is given, ANDed, and the bound values.
+
+    Columns and operators are ours; only values are bound, named ``prefix`` and a number, so that conditions made
+    with different prefixes can share one statement.
+    """
+    clauses = ["TRUE"]
+    params: dict[str, Any] = {}
+    for column, op, value in terms:
+        if value is not None:
+            name = f"{prefix}{len(params)}"
+            clauses.append(f"{column} {op} :{name}")
+            params[name] = value
+    return " AND ".join(clauses), params
 
 
 @dataclass

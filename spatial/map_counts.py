@@ -33,7 +33,7 @@ import numpy.typing as npt
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
-from spatial.hotspots import Filters, _bool_bytea_rows, _copy, cells_of_points
+from spatial.hotspots import Filters, _bool_bytea_rows, _copy, cells_of_points, conditions
 from spatial.layers.incidents import HEAT_CELL_PX
 
 HEAT_ZOOM = 14  # the map's default zoom (MapSettings.zoom): every zoom up to it is served
@@ -193,20 +193,16 @@ def read(
 
 def _dims(filters: Filters, bounds: tuple[date | None, date | None]) -> tuple[str, dict[str, Any]]:
     """Return the condition on the counts ``c`` that ``filters`` make, and its parameters."""
-    clauses = ["TRUE"]
-    params: dict[str, Any] = {}
-    for column, value, op in (
-        ("c.month", bounds[0], ">="),
-        ("c.month", bounds[1], "<"),
-        ("c.status", filters.status, "="),
-        ("c.subdistrict_code", filters.subdistrict, "="),
-        ("c.source", filters.source, "="),
-    ):
-        if value is not None:
-            name = f"d{len(params)}"
-            clauses.append(f"{column} {op} :{name}")  # column and operator are ours, the value is bound
-            params[name] = value
-    return " AND ".join(clauses), params
+    return conditions(
+        (
+            ("c.month", ">=", bounds[0]),
+            ("c.month", "<", bounds[1]),
+            ("c.status", "=", filters.status),
+            ("c.subdistrict_code", "=", filters.subdistrict),
+            ("c.source", "=", filters.source),
+        ),
+        prefix="d",
+    )
 
 
 def _inner_block(view: tuple[float, float, float, float], cell: float) -> tuple[int, int, int, int] | None:
