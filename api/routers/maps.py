@@ -174,6 +174,11 @@ def _heat_json(
     else:
         where, params = filters.where()
         cells = incidents_layer.heat(conn, bbox=view, zoom=zoom, where=where, params=params)
+    return _heat_body(cells)
+
+
+def _heat_body(cells: list[list[Any]]) -> bytes:
+    """Return the /v1/heat answer of ``cells`` ([lat, lon, count] each): the cells and their total."""
     return _json({"cells": cells, "total": sum(c[2] for c in cells)})
 
 
@@ -204,12 +209,12 @@ def map_incidents(
         if map_counts.serves(filters, zoom=zoom, cell=cell):
             counted = map_counts.read(conn, filters, view=view, zoom=zoom)
             found = hotspots.analyse(conn, filters, cell=cell, generation=generation, counts=lambda: counted.h3 or {})
-            cells = counted.heat or []
-            heat = _json({"cells": cells, "total": sum(c[2] for c in cells)})
-            return b'{"heat":' + heat + b',"hotspots":' + _json(found) + b"}"
-        points = hotspots.read_points(conn, filters, view=view) if kind == "h3" else None
-        found = hotspots.analyse(conn, filters, cell=cell, generation=generation, points=points)
-        return b'{"heat":' + _heat_json(conn, filters, view, zoom, points) + b',"hotspots":' + _json(found) + b"}"
+            heat = _heat_body(counted.heat or [])
+        else:
+            points = hotspots.read_points(conn, filters, view=view) if kind == "h3" else None
+            found = hotspots.analyse(conn, filters, cell=cell, generation=generation, points=points)
+            heat = _heat_json(conn, filters, view, zoom, points)
+        return b'{"heat":' + heat + b',"hotspots":' + _json(found) + b"}"
 
     # kept whole, as sent: a load after the first (on any worker, or after a restart) is one lookup
     body = _MAP_INCIDENTS.get_gzip(conn, (*view, zoom, filters, cell, generation), both)
