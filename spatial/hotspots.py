@@ -138,14 +138,12 @@ def aggregate_h3(
     filters: Filters,
     resolution: int,
     generation: int,
-    points: Points | None = None,
     per_cell: dict[int, int] | None = None,
 ) -> Cells:
     """Count incidents per H3 cell over every cell that touches the grids of ``generation``.
 
-    ``points`` are the incidents matching ``filters`` when the caller has read them already (``read_points``);
-    ``per_cell``, the incidents matching them per H3 cell (as an integer) when the caller has counted them
-    (spatial.map_counts).
+    ``per_cell``: the incidents matching ``filters`` per H3 cell (as an integer) when the caller has counted
+    them (from points it read, or spatial.map_counts); otherwise they are read and counted here.
     """
     area = conn.execute(
         text("SELECT ST_AsGeoJSON(ST_Union(geom)) FROM grids WHERE generation = :g"), {"g": generation}
@@ -158,8 +156,7 @@ def aggregate_h3(
     index = {c: k for k, c in enumerate(cells)}
     counts = np.zeros(len(cells))
     if per_cell is None:
-        if points is None:
-            points = read_points(conn, filters)
+        points = read_points(conn, filters)
         per_cell = count_points_per_cell(points.lat, points.lon, resolution)
     for cell_int, n in per_cell.items():
         k = index.get(h3.int_to_str(cell_int))
@@ -327,13 +324,14 @@ def cells_of_points(
     lat: npt.NDArray[np.float64], lon: npt.NDArray[np.float64], resolution: int
 ) -> npt.NDArray[np.uint64]:
     """Return the H3 cell (as an integer) of each point: what ``h3.latlng_to_cell`` gives, point by point."""
+    exact = h3.api.basic_int.latlng_to_cell
+    if len(lat) < _FEW_POINTS:
+        return np.array([exact(a, b, resolution) for a, b in zip(lat.tolist(), lon.tolist(), strict=True)],
+                        dtype=np.uint64)  # fmt: skip
     cells = np.zeros(len(lat), dtype=np.uint64)
-    if len(lat) == 0:
-        return cells
     slot, cell_of_slot = _lattice_slots(lat, lon, resolution)
     placed = slot >= 0
     cells[placed] = cell_of_slot[slot[placed]]
-    exact = h3.api.basic_int.latlng_to_cell
     for k in np.flatnonzero(cells == 0).tolist():  # near an edge, or a cell the lattice does not describe
         cells[k] = exact(float(lat[k]), float(lon[k]), resolution)
     return cells
@@ -343,8 +341,9 @@ def count_points_per_cell(
     lat: npt.NDArray[np.float64], lon: npt.NDArray[np.float64], resolution: int
 ) -> dict[int, int]:
     """Return how many points each H3 cell (as an integer) holds: ``cells_of_points`` counted, without sorting."""
-    if len(lat) == 0:
-        return {}
+    if len(lat) < _FEW_POINTS:
+        found, n = np.unique(cells_of_points(lat, lon, resolution), return_counts=True)
+        return dict(zip(found.tolist(), n.tolist(), strict=True))
     slot, cell_of_slot = _lattice_slots(lat, lon, resolution)
     placed = slot >= 0
     per_slot = np.bincount(slot[placed], minlength=len(cell_of_slot))
@@ -358,6 +357,7 @@ def count_points_per_cell(
     return {cell: n for cell, n in counts.items() if n}
 
 
+_FEW_POINTS = 1_000  # below this, h3 itself places each point: the lattice's set-up costs more
 _CHUNK = 1 << 16  # points projected at a time: arrays that stay in the CPU's cache, not a gigabyte of temporaries
 
 
@@ -534,12 +534,23 @@ def analyse(
         cells = (
             aggregate_grids(conn, filters, generation)
             if kind == "grid"
-            else aggregate_h3(conn, filters, resolution, generation, points, counts() if counts else None)
+            else aggregate_h3(conn, filters, resolution, generation, _counted(resolution, points, counts))
         )
         return feature_collection(cells, gi_star(cells, permutations=permutations), cell=cell)
 
     key = (filters, cell, generation, permutations)
     return _ANALYSES.get(key, incidents_version(conn), compute)
+
+
+def _counted(
+    resolution: int, points: Points | None, counts: Callable[[], dict[int, int]] | None
+) -> dict[int, int] | None:
+    """Return the incidents per H3 cell from what the caller of ``analyse`` has, or None if it has neither."""
+    if counts is not None:
+        return counts()
+    if points is not None:
+        return count_points_per_cell(points.lat, points.lon, resolution)
+    return None
 
 
 def _geojson(text_value: str) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from psycopg2 import sql
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 SCHEMA = "citygrid_import"
 # Advisory lock namespace (first key) of running imports; the second key is the import's id.
@@ -83,11 +83,6 @@ class Staging:
             return sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS ").format(self.table(name))
         return sql.SQL("CREATE UNLOGGED TABLE {} AS ").format(self.table(name))
 
-    def union(self, name: str, workers: int) -> sql.Composable:
-        """Return a FROM item reading table ``name`` of every worker (``name_0`` … ``name_{workers-1}``)."""
-        parts = [sql.SQL("SELECT * FROM {}").format(self.table(f"{name}_{w}")) for w in range(workers)]
-        return sql.SQL("({})").format(sql.SQL(" UNION ALL ").join(parts))
-
 
 class Background:
     """A statement running on a helper connection of its own, in a thread; ``wait`` joins it."""
@@ -112,11 +107,6 @@ class Background:
             raise self.error
 
 
-def in_background(engine: Engine, statement: sql.Composable) -> Background:
-    """Start ``statement`` on a helper connection of its own, committed when it ends; return its Background."""
-    return Background(engine, statement)
-
-
 def helpers_can_see(cur: Cursor) -> bool:
     """Return whether the caller's transaction has written nothing yet: then other connections see what it sees."""
     cur.execute("SELECT txid_current_if_assigned() IS NULL")
@@ -127,17 +117,26 @@ def helpers_can_see(cur: Cursor) -> bool:
 @contextmanager
 def helper(engine: Engine) -> Iterator[Cursor]:
     """Yield a cursor in a transaction of its own on a pooled connection; commit when the block ends."""
-    with engine.connect() as connection:
-        raw = connection.connection.driver_connection
-        assert raw is not None
-        with connection.begin(), raw.cursor() as cur:
-            _unlimited(cur)
-            yield cur
+    with engine.connect() as connection, transaction(connection) as cur:
+        yield cur
 
 
-def _unlimited(cur: Cursor) -> None:
-    # an import of a million rows outlasts the engine's statement timeout (which guards requests), and sorts
-    # and hashes its chunks in memory (this transaction only)
+@contextmanager
+def transaction(connection: Connection) -> Iterator[Cursor]:
+    """Yield a cursor of ``connection`` in a new transaction with an import's settings; commit when the block ends."""
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    with connection.begin(), raw.cursor() as cur:
+        unlimited(cur)
+        yield cur
+
+
+def unlimited(cur: Cursor) -> None:
+    """Set what an import's transaction needs, in one round trip (this transaction only).
+
+    An import of a million rows outlasts the engine's statement timeout (which guards requests), and sorts and
+    hashes its chunks in memory rather than on disk.
+    """
     cur.execute("SET LOCAL statement_timeout = 0; SET LOCAL work_mem = '256MB'")
 
 
@@ -219,15 +218,12 @@ def run_workers(
     def loop() -> None:
         try:
             with engine.connect() as connection:
-                raw = connection.connection.driver_connection
-                assert raw is not None
                 while not stop.is_set():
                     taken = take()
                     if taken is None:
                         break
                     index, first, last = taken
-                    with connection.begin(), raw.cursor() as cur:
-                        _unlimited(cur)
+                    with transaction(connection) as cur:
                         work(cur, index, first, last)
                     finished.put(index)
         except BaseException as exc:  # handed to the calling thread, which raises it

@@ -564,10 +564,7 @@ def import_stream(
     raw = conn.connection.driver_connection
     assert raw is not None
     with raw.cursor() as cur:
-        # sorts and hashes of a chunk in memory rather than on disk, and no statement timeout: the engine's (30 s
-        # by default) guards requests, an import of a million rows takes longer (this transaction only)
-        cur.execute("SET LOCAL work_mem = '256MB'")
-        cur.execute("SET LOCAL statement_timeout = 0")
+        import_staging.unlimited(cur)
         parallel = workers > 1 and import_staging.helpers_can_see(cur)
         staging = import_staging.Staging.shared() if parallel else import_staging.Staging(None)
         if staging.parallel:
@@ -638,7 +635,7 @@ def import_stream(
         # The codes the file repeats, counted over the whole file on a connection of their own while the helpers
         # start on the chunks (a million codes take a second or two): the first chunk is stored once they are.
         codes_counted = (
-            import_staging.in_background(conn.engine, _code_uses_sql(staging, found["code"]))
+            import_staging.Background(conn.engine, _code_uses_sql(staging, found["code"]))
             if "code" in found and staging.parallel
             else None
         )
@@ -746,9 +743,8 @@ def fold_map_counts(engine: Engine, report: ImportReport) -> None:
 
     started = time.perf_counter()
     with engine.connect() as conn:
-        waiting = map_counts.pending(conn)
-    if waiting > map_counts.FOLD_AT:
-        map_counts.fold(engine)
+        folded = map_counts.fold_if_due(conn)
+    if folded:
         report.seconds["map_counts"] = time.perf_counter() - started
         report.seconds["total"] = report.seconds.get("total", 0.0) + report.seconds["map_counts"]
 
@@ -1027,7 +1023,7 @@ def _chunk_sql(staging: import_staging.Staging, checks: sql.Composed, chunk: int
         )
         SELECT s.row_no,
                coalesce(s.error, CASE WHEN t.row_no IS NOT NULL THEN 'code ' || s.code || ' already exists' END,
-                        CASE WHEN s.error IS NULL AND c.grid_code IS NULL
+                        CASE WHEN c.grid_code IS NULL
                              THEN 'not covered: ' || round(c.distance_to_grid_m::numeric, 1)
                                   || ' m from the nearest grid ' || c.nearest_grid_code
                                   || ' (check the coordinates and their crs)' END) AS error,

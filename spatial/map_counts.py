@@ -27,27 +27,20 @@ from dataclasses import dataclass
 from datetime import date, timedelta, timezone
 from typing import Any
 
-import h3
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
 from spatial.hotspots import Filters, _bool_bytea_rows, _copy, cells_of_points, conditions
-from spatial.layers.incidents import HEAT_CELL_PX
+from spatial.layers.incidents import heat_cell
 
 HEAT_ZOOM = 14  # the map's default zoom (MapSettings.zoom): every zoom up to it is served
 H3_RESOLUTION = 9  # the hotspots' default cell
 CHINA = timezone(timedelta(hours=8))  # months are counted in China Standard Time, which keeps no summer time
 FOLD_AT = 1_000  # changes a reader counts itself before it folds them into the counts first
 _FOLD_LOCK = 20170630_11  # pg_advisory lock: one fold at a time
-_FEW_POINTS = 1_000  # below this, h3 itself places each point (the lattice's set-up costs more)
 _EDGE_MARGIN = 1e-7  # degrees: a view's inner cells end this far inside it (far above rounding, far below a cell)
-
-
-def heat_cell(zoom: int) -> float:
-    """Return the side in degrees of a heat cell at ``zoom`` (as spatial.layers.incidents.heat draws them)."""
-    return 360.0 / (2**zoom) / 256 * HEAT_CELL_PX
 
 
 def months(filters: Filters) -> tuple[date | None, date | None] | None:
@@ -98,6 +91,14 @@ def pending(conn: Connection, at_most: int = FOLD_AT + 1) -> int:
     )
 
 
+def fold_if_due(conn: Connection) -> bool:
+    """Fold the changes if more than FOLD_AT wait (more than a reader should count itself); return whether it did."""
+    if pending(conn) > FOLD_AT:
+        fold(conn.engine)
+        return True
+    return False
+
+
 def read(
     conn: Connection,
     filters: Filters,
@@ -113,8 +114,7 @@ def read(
     bounds = months(filters)
     if bounds is None or (view is not None and (zoom is None or zoom > HEAT_ZOOM)):
         raise ValueError(f"the map counts do not answer {filters} at zoom {zoom}: check serves() first")
-    if pending(conn) > FOLD_AT:
-        fold(conn.engine)
+    fold_if_due(conn)
     where, params = filters.where()  # conditions on "i": the changes carry the columns they name
     dims, dim_params = _dims(filters, bounds)
     params |= dim_params
@@ -169,7 +169,7 @@ def read(
         for r in rows:
             if r.part == 0:
                 per_h3[r.h3] += int(r.n)
-        for cell_int, s in zip(_h3_of(y, x).tolist(), sign.tolist(), strict=True):
+        for cell_int, s in zip(cells_of_points(y, x, H3_RESOLUTION).tolist(), sign.tolist(), strict=True):
             per_h3[cell_int] += s
         per_h3 = {c: n for c, n in per_h3.items() if n}
     heat = None
@@ -217,15 +217,6 @@ def _inner_block(view: tuple[float, float, float, float], cell: float) -> tuple[
     if x0 > x1 or y0 > y1:
         return None
     return x0, x1, y0, y1
-
-
-def _h3_of(lat: npt.NDArray[np.float64], lon: npt.NDArray[np.float64]) -> npt.NDArray[np.uint64]:
-    """Return the H3 cell (resolution 9, as an integer) of each point, as ``h3.latlng_to_cell`` gives it."""
-    if len(lat) < _FEW_POINTS:
-        exact = h3.api.basic_int.latlng_to_cell
-        return np.array([exact(a, b, H3_RESOLUTION) for a, b in zip(lat.tolist(), lon.tolist(), strict=True)],
-                        dtype=np.uint64)  # fmt: skip
-    return cells_of_points(lat, lon, H3_RESOLUTION)
 
 
 # The changes, taken out of their table into a scratch table of the fold's transaction, summed per point, month and
@@ -278,7 +269,7 @@ def fold(engine: Engine) -> int:
             return taken
         x, y = points["x"].astype(float), points["y"].astype(float)
         cell = heat_cell(HEAT_ZOOM)
-        columns = [_h3_of(y, x).astype(np.int64), np.floor(x / cell).astype(np.int64),
+        columns = [cells_of_points(y, x, H3_RESOLUTION).astype(np.int64), np.floor(x / cell).astype(np.int64),
                    np.floor(y / cell).astype(np.int64), points["kind"].astype(np.int64)]  # fmt: skip
         found, sums = _summed(columns, points["n"].astype(np.int64))
         keep = sums != 0

@@ -104,6 +104,11 @@ _HEAT: VersionedCache[list[list[float]]] = VersionedCache(size=64)
 HEAT_CELL_PX = 16
 
 
+def heat_cell(zoom: int) -> float:
+    """Return the side in degrees of a heat cell at ``zoom``: about HEAT_CELL_PX screen pixels."""
+    return 360.0 / (2**zoom) / 256 * HEAT_CELL_PX
+
+
 def heat(
     conn: Connection, *, bbox: tuple[float, float, float, float], zoom: int, where: str, params: dict[str, Any]
 ) -> list[list[float]]:
@@ -113,7 +118,7 @@ def heat(
     in ``params``. A heat map needs densities, not points: a million incidents come back as some thousands of
     cells. Cells are integer pairs, so PostgreSQL hashes them (grouping snapped geometries would sort them).
     """
-    cell = 360.0 / (2**zoom) / 256 * HEAT_CELL_PX
+    cell = heat_cell(zoom)
 
     def compute() -> list[list[float]]:
         rows = conn.execute(
@@ -141,7 +146,7 @@ def heat_of_points(lon: npt.NDArray[np.float64], lat: npt.NDArray[np.float64], *
     """
     if len(lon) == 0:
         return []
-    cell = 360.0 / (2**zoom) / 256 * HEAT_CELL_PX
+    cell = heat_cell(zoom)
     gx, gy = np.floor(lon / cell).astype(np.int64), np.floor(lat / cell).astype(np.int64)
     x0, y0 = int(gx.min()), int(gy.min())
     height = int(gy.max()) - y0 + 1

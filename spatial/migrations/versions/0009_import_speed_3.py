@@ -7,7 +7,7 @@ probe (PostgreSQL hashes a long IN list of constants), and the zone is read from
 are the same for every text (tests/db/test_import_time.py compares the two on every shape and its near misses).
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-11-28
 """
 
