@@ -88,8 +88,8 @@ def bench_database() -> str:
             conn.execute(text("COMMIT"))
             conn.execute(text("ANALYZE incidents"))
             conn.execute(text("ANALYZE illegal_buildings"))
-        # as a bulk import does once it has committed (spatial.intake.fold_map_counts): the million new incidents
-        # go into the map's counts now, not on the first map load measured below
+        # a bulk import adds its rows to the map's counts itself (spatial.map_counts.Tally); these, inserted by a
+        # plain INSERT, are folded now, not on the first map load measured below
         map_counts.fold(engine)
     engine.dispose()
     return url

@@ -320,7 +320,7 @@ def incidents_import(
     ] = False,
 ) -> None:
     """Import a file of cases, each with its whole responsibility chain, in one transaction."""
-    from spatial.intake import ImportRefused, fold_map_counts, import_file
+    from spatial.intake import ImportRefused, import_file
     from spatial.settings import owner_settings
 
     errors_path = report or file.with_name(file.name + ".errors.csv")
@@ -345,7 +345,6 @@ def incidents_import(
                 conn, file, key=CLI_KEY, rules=owner_settings(), crs=crs, source=source, skip_invalid=skip_invalid,
                 flag_duplicates=not no_duplicates, progress=advance,
             )  # fmt: skip
-        fold_map_counts(engine, result)
     except ImportRefused as exc:
         with errors_path.open("w", encoding="utf-8", newline="") as sink:
             exc.report.write_errors(sink)

@@ -25,11 +25,9 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import esda
 import h3
-import libpysal
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import text
@@ -37,6 +35,20 @@ from sqlalchemy.engine import Connection, Engine
 
 from spatial.changes import VersionedCache, incidents_version
 from spatial.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import libpysal
+
+
+def load_statistics() -> None:
+    """Import esda and libpysal now: seconds of imports that the Gi* code otherwise pays on its first call.
+
+    They are imported where used, so that a command that only counts cells (a bulk import's map counts) does
+    not pay for them; a server calls this once at start instead of making its first hotspot request wait.
+    """
+    import esda  # noqa: F401
+    import libpysal  # noqa: F401
+
 
 CONFIDENCE_LEVELS = ((3, 0.01), (2, 0.05), (1, 0.10))  # Gi_Bin: 99 %, 95 %, 90 %
 DEFAULT_PERMUTATIONS = 999
@@ -98,6 +110,8 @@ class Cells:
 
     def weights(self) -> libpysal.weights.W:
         """Return binary contiguity weights (Gi* adds each cell to its own neighbourhood)."""
+        import libpysal  # see load_statistics
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # islands are reported by libpysal as a warning; Gi* handles them
             return libpysal.weights.W(self.neighbours, silence_warnings=True)
@@ -462,6 +476,8 @@ def gi_star(cells: Cells, *, permutations: int = DEFAULT_PERMUTATIONS, seed: int
         raise InvalidInput("too few cells for a hotspot analysis: widen the area or use smaller cells")
     if cells.counts.sum() == 0:
         return [Hotspot(c, 0, 0.0, 1.0, 1.0, 0) for c in cells.ids]
+    import esda  # see load_statistics
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         g = esda.G_Local(
@@ -479,6 +495,8 @@ def gi_star(cells: Cells, *, permutations: int = DEFAULT_PERMUTATIONS, seed: int
 
 def gi_bins(z: npt.NDArray[np.float64], p_values: npt.NDArray[np.float64]) -> npt.NDArray[np.int_]:
     """Return ArcGIS-style Gi_Bin: ±3/±2/±1 where the FDR-corrected test passes at 99/95/90 %, else 0."""
+    import esda  # see load_statistics
+
     bins = np.zeros(len(z), dtype=int)
     for level, alpha in reversed(CONFIDENCE_LEVELS):  # 90 % first, stronger levels overwrite
         threshold = esda.fdr(p_values, alpha)

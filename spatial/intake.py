@@ -34,9 +34,9 @@ import numpy as np
 import psycopg2.errors
 from psycopg2 import sql
 from sqlalchemy import text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
-from spatial import audit, import_staging
+from spatial import audit, import_staging, map_counts
 from spatial import encoding as text_encoding
 from spatial.catalogue import ITEMS
 from spatial.crs import parse_crs, to_wgs84_arrays
@@ -655,6 +655,9 @@ def import_stream(
         tables += [f"{t}_{k}" for k in range(len(ranges)) for t in ("ready", "keys")]
         references = _References(cur)
         cur.execute("SAVEPOINT citygrid_import")
+        # the stored rows are added to the map counts below, not written as a change each (map_counts.Tally)
+        tally = map_counts.Tally()
+        cur.execute(*map_counts.Tally.counting(True))
         if references.set_based:
             cur.execute("SELECT current_setting('session_replication_role')")
             replication_role = cur.fetchone()[0]
@@ -682,7 +685,9 @@ def import_stream(
                         references.lock_and_check(cur, staging.table(f"keys_{chunk}"))
                     try:
                         cur.execute(
-                            sql.SQL(_INSERT_CHUNK_SQL).format(ready=staging.table(f"ready_{chunk}"), repeated=repeated),
+                            sql.SQL(_INSERT_CHUNK_SQL).format(
+                                ready=staging.table(f"ready_{chunk}"), repeated=repeated, month=_MONTH
+                            ),
                             params,
                         )
                     except psycopg2.errors.UniqueViolation as exc:
@@ -690,10 +695,10 @@ def import_stream(
                             f"{exc.diag.message_detail} (stored by another writer during the import): nothing was "
                             "imported; import the file again"
                         ) from exc
-                    result = cur.fetchone()
-                    assert result is not None
-                    report.inserted += int(result[0])
-                    report.duplicates += int(result[1])
+                    for month, status, subdistrict, source, stored, duplicates, points in cur.fetchall():
+                        report.inserted += int(stored)
+                        report.duplicates += int(duplicates)
+                        tally.add(month, status, subdistrict, source, bytes(points))
                 inserting += time.perf_counter() - began
                 if progress is not None:
                     progress("check", last, report.rows)
@@ -717,6 +722,10 @@ def import_stream(
             import_staging.drop(cur, staging, tables)
             report.inserted = report.duplicates = 0
             raise ImportRefused(_refusal(report), report=report)
+        cur.execute(*map_counts.Tally.counting(False))
+        counting = time.perf_counter()
+        tally.write(conn)
+        report.seconds["map_counts"] = time.perf_counter() - counting
         if references.set_based:
             cur.execute("SELECT set_config('session_replication_role', %s, true)", (replication_role,))
             # the statement trigger that counts changes to incidents for the map's caches did not fire either
@@ -730,23 +739,6 @@ def import_stream(
     )  # fmt: skip
     report.seconds["total"] = time.perf_counter() - started
     return report
-
-
-def fold_map_counts(engine: Engine, report: ImportReport) -> None:
-    """Fold an import's changes into the map's counts, after its transaction committed (``spatial.map_counts``).
-
-    The import's rows reached ``incident_map_changes`` through its triggers; left there, the first planner to open
-    the map after a million-row import would wait for the fold (≈7 s). The importer waits instead, and the time
-    is reported as the import's ``map_counts`` phase.
-    """
-    from spatial import map_counts  # esda and h3 come with it: not loaded by every command that imports intake
-
-    started = time.perf_counter()
-    with engine.connect() as conn:
-        folded = map_counts.fold_if_due(conn)
-    if folded:
-        report.seconds["map_counts"] = time.perf_counter() - started
-        report.seconds["total"] = report.seconds.get("total", 0.0) + report.seconds["map_counts"]
 
 
 def _refusal(report: ImportReport) -> str:
@@ -1067,7 +1059,9 @@ def _code_uses_sql(staging: import_staging.Staging, code_column: int) -> sql.Com
 
 # A ready chunk's good rows, stored in row order: ids (and the codes made from them) follow the file's order.
 # No ON CONFLICT: the codes were checked against the file and the stored cases (a speculative insertion per row
-# cost a sixth of the insert); a code another writer stored since then refuses the file (Conflict).
+# cost a sixth of the insert); a code another writer stored since then refuses the file (Conflict). Returns the
+# rows stored per month, status, subdistrict and source, with their points, for the map counts (Tally).
+_MONTH = sql.SQL(map_counts.MONTH.format("reported_at"))
 _INSERT_CHUNK_SQL = """
 WITH ins AS (
     INSERT INTO incidents (id, code, source, item_code, status, description, address, photos, reported_at, due_at,
@@ -1080,9 +1074,11 @@ WITH ins AS (
         n.street_chief_id, n.river_code, n.river_chief_id, n.outside, n.duplicate_of, %(key_id)s
     FROM (SELECT r.*, nextval('incidents_id_seq') AS id
           FROM (SELECT * FROM {ready} g WHERE g.error IS NULL {repeated} ORDER BY g.row_no) r) n
-    RETURNING duplicate_of
+    RETURNING geom, reported_at, status, subdistrict_code, source, duplicate_of
 )
-SELECT count(*), count(duplicate_of) FROM ins
+SELECT {month}, status, subdistrict_code, source, count(*), count(duplicate_of),
+       string_agg(float8send(ST_X(geom)) || float8send(ST_Y(geom)), '')
+FROM ins GROUP BY 1, 2, 3, 4
 """
 
 

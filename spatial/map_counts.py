@@ -221,12 +221,15 @@ def _inner_block(view: tuple[float, float, float, float], cell: float) -> tuple[
 
 # The changes, taken out of their table into a scratch table of the fold's transaction, summed per point, month and
 # filtered columns; each combination of the latter numbered (kind), so that a point travels as 24 bytes.
-_TAKEN = """
+# The month an incident is counted in, of its reported_at (a timestamptz expression)
+MONTH = "date_trunc('month', {} AT TIME ZONE INTERVAL '+08:00')::date"
+
+_TAKEN = f"""
 CREATE TEMP TABLE citygrid_folding ON COMMIT DROP AS
 WITH gone AS (
     DELETE FROM incident_map_changes RETURNING sign, x, y, reported_at, status, subdistrict_code, source
 ), summed AS (
-    SELECT x, y, date_trunc('month', reported_at AT TIME ZONE INTERVAL '+08:00')::date AS month, status,
+    SELECT x, y, {MONTH.format("reported_at")} AS month, status,
            subdistrict_code, source, sum(sign)::int AS n, count(*) AS changes
     FROM gone GROUP BY 1, 2, 3, 4, 5, 6
 )
@@ -265,32 +268,84 @@ def fold(engine: Engine) -> int:
         # An incident added and taken away again (or moved and moved back) sums to nought: not sent (n <> 0).
         packed = [xy for _, xy in _bool_bytea_rows(_copy(conn, _POINTS, {}))]
         points = np.frombuffer(b"".join(packed), dtype=_POINT)
-        if not len(points):
-            return taken
-        x, y = points["x"].astype(float), points["y"].astype(float)
-        cell = heat_cell(HEAT_ZOOM)
-        columns = [cells_of_points(y, x, H3_RESOLUTION).astype(np.int64), np.floor(x / cell).astype(np.int64),
-                   np.floor(y / cell).astype(np.int64), points["kind"].astype(np.int64)]  # fmt: skip
-        found, sums = _summed(columns, points["n"].astype(np.int64))
-        keep = sums != 0
-        found, sums = found[keep], sums[keep]
-        chosen = [kinds[k] for k in found[:, 3].tolist()]
-        conn.execute(
-            text(_ADDED),
-            {
-                "month": [c[0] for c in chosen],
-                "h3": found[:, 0].tolist(),
-                "gx": found[:, 1].tolist(),
-                "gy": found[:, 2].tolist(),
-                "status": [c[1] for c in chosen],
-                "subdistrict": [c[2] for c in chosen],
-                "source": [c[3] for c in chosen],
-                "n": sums.tolist(),
-            },
-        )
-        if (sums < 0).any():
-            conn.execute(text("DELETE FROM incident_map_counts WHERE n = 0"))
+        _add(conn, points["x"].astype(float), points["y"].astype(float), points["kind"].astype(np.int64),
+             points["n"].astype(np.int64), kinds)  # fmt: skip
         return taken
+
+
+class Tally:
+    """The incidents a bulk writer inserts, which it adds to the counts itself, in its own transaction.
+
+    An import sums its rows per point and kind (month, status, subdistrict, source) with each insert
+    (``add``), and ``write`` adds them to ``incident_map_counts`` before it commits. Meanwhile its transaction
+    sets ``citygrid.map_counted`` (``counting``), so that the insert trigger writes no change rows for them
+    (migration 0014).
+    """
+
+    SETTING = "citygrid.map_counted"
+
+    def __init__(self) -> None:
+        self._kinds: dict[tuple[date, str, str | None, str], int] = {}
+        self._parts: list[tuple[int, bytes]] = []
+
+    @staticmethod
+    def counting(on: bool) -> tuple[str, dict[str, str]]:
+        """Return the statement (and parameters) that says whether this transaction counts its own inserts."""
+        return "SELECT set_config(%(setting)s, %(value)s, true)", {
+            "setting": Tally.SETTING,
+            "value": "on" if on else "off",
+        }
+
+    def add(self, month: date, status: str, subdistrict: str | None, source: str, points: bytes) -> None:
+        """Take one kind's points: x and y as big-endian float8 pairs (``float8send(x) || float8send(y)``)."""
+        kind = self._kinds.setdefault((month, status, subdistrict, source), len(self._kinds))
+        self._parts.append((kind, points))
+
+    def write(self, conn: Connection) -> int:
+        """Add what was taken to the counts in ``conn``'s transaction; return how many incidents that was."""
+        xy = [np.frombuffer(points, dtype=">f8").reshape(-1, 2) for _, points in self._parts]
+        if not xy:
+            return 0
+        kind = np.concatenate([np.full(len(p), k, dtype=np.int64) for (k, _), p in zip(self._parts, xy, strict=True)])
+        joined = np.concatenate(xy).astype(float)
+        _add(conn, joined[:, 0], joined[:, 1], kind, np.ones(len(kind), dtype=np.int64),
+             {k: key for key, k in self._kinds.items()})  # fmt: skip
+        return len(kind)
+
+
+def _add(
+    conn: Connection,
+    x: npt.NDArray[np.float64],
+    y: npt.NDArray[np.float64],
+    kind: npt.NDArray[np.int64],
+    n: npt.NDArray[np.int64],
+    kinds: dict[int, tuple[Any, ...]],
+) -> None:
+    """Add ``n`` incidents at each point (``x``, ``y``) of its ``kind`` to the counts, summed per cell."""
+    if not len(x):
+        return
+    cell = heat_cell(HEAT_ZOOM)
+    columns = [cells_of_points(y, x, H3_RESOLUTION).astype(np.int64), np.floor(x / cell).astype(np.int64),
+               np.floor(y / cell).astype(np.int64), kind]  # fmt: skip
+    found, sums = _summed(columns, n)
+    keep = sums != 0
+    found, sums = found[keep], sums[keep]
+    chosen = [kinds[k] for k in found[:, 3].tolist()]
+    conn.execute(
+        text(_ADDED),
+        {
+            "month": [c[0] for c in chosen],
+            "h3": found[:, 0].tolist(),
+            "gx": found[:, 1].tolist(),
+            "gy": found[:, 2].tolist(),
+            "status": [c[1] for c in chosen],
+            "subdistrict": [c[2] for c in chosen],
+            "source": [c[3] for c in chosen],
+            "n": sums.tolist(),
+        },
+    )
+    if (sums < 0).any():
+        conn.execute(text("DELETE FROM incident_map_counts WHERE n = 0"))
 
 
 def _summed(

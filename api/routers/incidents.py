@@ -169,12 +169,10 @@ async def import_incidents(
 
         def run() -> intake.ImportReport:
             with engine.begin() as conn:
-                imported = intake.import_file(
+                return intake.import_file(
                     conn, path, key=key, rules=settings.owner, crs=crs, source=source, skip_invalid=skip_invalid,
                     flag_duplicates=flag_duplicates, max_rows=settings.api.max_features,
                 )  # fmt: skip
-            intake.fold_map_counts(engine, imported)
-            return imported
 
         report = await run_in_threadpool(run)
     return report.as_dict()

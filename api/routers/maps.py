@@ -25,6 +25,7 @@ from spatial.layers.base import BBox, current_generation
 from webmap.builder import build_map
 
 router = APIRouter(tags=["map"])
+hotspots.load_statistics()  # once per worker, at start
 
 # Heat cells and hotspot answers as sent, shared by every worker (spatial.changes.SharedCache).
 _HEAT = SharedCache("heat", "incidents")

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 from api.routers import maps
 from spatial import hotspots, map_counts
 from spatial.hotspots import Filters
-from spatial.intake import fold_map_counts, import_file
+from spatial.intake import ImportRefused, import_file
 from spatial.keys import CLI_KEY
 from spatial.layers import incidents as incidents_layer
 from tests.api.test_tiles import forget_incident_answers
@@ -108,28 +108,35 @@ def test_an_import_is_counted(conn: Connection, tmp_path: Path) -> None:
     assert kept(conn) == held(conn)
 
 
-def test_a_large_import_is_folded_once_committed(engine: Engine, tmp_path: Path) -> None:
-    # More rows than a reader would count itself (FOLD_AT): the importer folds them, not the next map.
-    n = map_counts.FOLD_AT + 200
-    rows = [[f"MC-IMP-{k:05d}", *ROWS[0][1:]] for k in range(n)]
-    small = [[f"MC-IMP-S{k}", *ROWS[0][1:]] for k in range(5)]
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_import_adds_its_rows_to_the_counts_itself(engine: Engine, tmp_path: Path, workers: int) -> None:
+    # 2 workers: three chunks on helper connections; 1: the caller's own temporary tables. Either way the rows
+    # reach the counts in the import's transaction, with no change row each (migration 0014), and a row whose
+    # code the file repeats (refused, --skip-invalid) is not counted.
+    n = 12_000
+    rows = [[f"MC-IMP-{k:05d}", *ROWS[k % 5][1:]] for k in range(n)] + [[f"MC-IMP-{n - 1:05d}", *ROWS[0][1:]]]
     map_counts.fold(engine)
     try:
         with engine.begin() as conn:
-            report = import_file(conn, write_csv(tmp_path / "many.csv", rows), key=CLI_KEY, rules=RULES)
-        assert report.inserted == n
-        fold_map_counts(engine, report)
-        assert set(report.seconds) >= {"map_counts", "total"}
-        with engine.connect() as conn:
-            assert changes(conn) == 0
+            before = changes(conn)
+            report = import_file(
+                conn, write_csv(tmp_path / "many.csv", rows), key=CLI_KEY, rules=RULES, skip_invalid=True,
+                workers=workers,
+            )  # fmt: skip
+            assert (report.inserted, report.invalid) == (n - 1, 2)
+            assert changes(conn) == before
             assert kept(conn) == held(conn)
-        with engine.begin() as conn:
-            few = import_file(conn, write_csv(tmp_path / "few.csv", small), key=CLI_KEY, rules=RULES)
-        fold_map_counts(engine, few)  # a few rows are left for readers to count
-        assert "map_counts" not in few.seconds
+            assert "map_counts" in report.seconds
+            add(conn, "MC-IMP-AFTER", lon=104.2441, lat=23.3712, reported_at="2017-03-31T23:30:00+08:00")
+            assert changes(conn) == before + 1  # the import's setting ends with it
         with engine.connect() as conn:
-            assert changes(conn) == 5
             assert kept(conn) == held(conn)
+            counted = sum(kept(conn).values())
+        with pytest.raises(ImportRefused), engine.begin() as conn:
+            import_file(conn, write_csv(tmp_path / "bad.csv", [[*ROWS[0][:1], "nowhere", *ROWS[0][2:]]]),
+                        key=CLI_KEY, rules=RULES)  # fmt: skip
+        with engine.connect() as conn:
+            assert sum(kept(conn).values()) == counted
     finally:
         with engine.begin() as conn:
             conn.execute(text("DELETE FROM incidents WHERE code LIKE 'MC-IMP-%'"))
