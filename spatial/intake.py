@@ -695,10 +695,10 @@ def import_stream(
                             f"{exc.diag.message_detail} (stored by another writer during the import): nothing was "
                             "imported; import the file again"
                         ) from exc
-                    for month, status, subdistrict, source, stored, duplicates, points in cur.fetchall():
-                        report.inserted += int(stored)
-                        report.duplicates += int(duplicates)
-                        tally.add(month, status, subdistrict, source, bytes(points))
+                    stored = cur.fetchall()
+                    report.inserted += sum(int(r[4]) for r in stored)
+                    report.duplicates += sum(int(r[5]) for r in stored)
+                    tally.add([(*r[:4], bytes(r[6])) for r in stored])
                 inserting += time.perf_counter() - began
                 if progress is not None:
                     progress("check", last, report.rows)

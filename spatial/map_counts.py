@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta, timezone
 from typing import Any
@@ -268,17 +269,20 @@ def fold(engine: Engine) -> int:
         # An incident added and taken away again (or moved and moved back) sums to nought: not sent (n <> 0).
         packed = [xy for _, xy in _bool_bytea_rows(_copy(conn, _POINTS, {}))]
         points = np.frombuffer(b"".join(packed), dtype=_POINT)
-        _add(conn, points["x"].astype(float), points["y"].astype(float), points["kind"].astype(np.int64),
-             points["n"].astype(np.int64), kinds)  # fmt: skip
+        if len(points):
+            found, sums = _cell_sums(points["x"].astype(float), points["y"].astype(float),
+                                     points["kind"].astype(np.int64), points["n"].astype(np.int64))  # fmt: skip
+            _upsert(conn, found, sums, kinds)
         return taken
 
 
 class Tally:
     """The incidents a bulk writer inserts, which it adds to the counts itself, in its own transaction.
 
-    An import sums its rows per point and kind (month, status, subdistrict, source) with each insert
-    (``add``), and ``write`` adds them to ``incident_map_counts`` before it commits. Meanwhile its transaction
-    sets ``citygrid.map_counted`` (``counting``), so that the insert trigger writes no change rows for them
+    An import sums its rows per point and kind (month, status, subdistrict, source) with each chunk's insert and
+    hands them to ``add``, which sums them per cell on a thread of its own while the next chunk is inserted;
+    ``write`` adds the sums to ``incident_map_counts`` before the import commits. Meanwhile its transaction sets
+    ``citygrid.map_counted`` (``counting``), so that the insert trigger writes no change rows for them
     (migration 0014).
     """
 
@@ -286,7 +290,9 @@ class Tally:
 
     def __init__(self) -> None:
         self._kinds: dict[tuple[date, str, str | None, str], int] = {}
-        self._parts: list[tuple[int, bytes]] = []
+        self._summing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="citygrid-map-tally")
+        self._parts: list[Future[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]] = []
+        self.incidents = 0
 
     @staticmethod
     def counting(on: bool) -> tuple[str, dict[str, str]]:
@@ -296,40 +302,52 @@ class Tally:
             "value": "on" if on else "off",
         }
 
-    def add(self, month: date, status: str, subdistrict: str | None, source: str, points: bytes) -> None:
-        """Take one kind's points: x and y as big-endian float8 pairs (``float8send(x) || float8send(y)``)."""
-        kind = self._kinds.setdefault((month, status, subdistrict, source), len(self._kinds))
-        self._parts.append((kind, points))
+    def add(self, groups: list[tuple[date, str, str | None, str, bytes]]) -> None:
+        """Take a chunk's points by kind: x and y as big-endian float8 pairs (``float8send(x) || float8send(y)``)."""
+        if not groups:
+            return
+        kinds = [self._kinds.setdefault((g[0], g[1], g[2], g[3]), len(self._kinds)) for g in groups]
+        points = [g[4] for g in groups]
+        self.incidents += sum(len(p) // 16 for p in points)
+        self._parts.append(self._summing.submit(_points_summed, kinds, points))
 
     def write(self, conn: Connection) -> int:
         """Add what was taken to the counts in ``conn``'s transaction; return how many incidents that was."""
-        xy = [np.frombuffer(points, dtype=">f8").reshape(-1, 2) for _, points in self._parts]
-        if not xy:
-            return 0
-        kind = np.concatenate([np.full(len(p), k, dtype=np.int64) for (k, _), p in zip(self._parts, xy, strict=True)])
-        joined = np.concatenate(xy).astype(float)
-        _add(conn, joined[:, 0], joined[:, 1], kind, np.ones(len(kind), dtype=np.int64),
-             {k: key for key, k in self._kinds.items()})  # fmt: skip
-        return len(kind)
+        self._summing.shutdown()
+        parts = [part.result() for part in self._parts]
+        if parts:
+            found = np.concatenate([f for f, _ in parts])
+            found, sums = _summed(list(found.T), np.concatenate([n for _, n in parts]))
+            _upsert(conn, found, sums, {k: key for key, k in self._kinds.items()})
+        return self.incidents
 
 
-def _add(
-    conn: Connection,
-    x: npt.NDArray[np.float64],
-    y: npt.NDArray[np.float64],
-    kind: npt.NDArray[np.int64],
-    n: npt.NDArray[np.int64],
-    kinds: dict[int, tuple[Any, ...]],
-) -> None:
-    """Add ``n`` incidents at each point (``x``, ``y``) of its ``kind`` to the counts, summed per cell."""
-    if not len(x):
-        return
+def _points_summed(kinds: list[int], points: list[bytes]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Return the cells and sums (``_cell_sums``) of each kind's points, one incident a point."""
+    xy = [np.frombuffer(p, dtype=">f8").reshape(-1, 2) for p in points]
+    joined = np.concatenate(xy).astype(float)
+    kind = np.concatenate([np.full(len(p), k, dtype=np.int64) for k, p in zip(kinds, xy, strict=True)])
+    return _cell_sums(joined[:, 0], joined[:, 1], kind, np.ones(len(kind), dtype=np.int64))
+
+
+def _cell_sums(
+    x: npt.NDArray[np.float64], y: npt.NDArray[np.float64], kind: npt.NDArray[np.int64], n: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Return the distinct (H3 cell, heat x, heat y, kind) of the points, as a matrix, and the sum of ``n`` of each."""
     cell = heat_cell(HEAT_ZOOM)
     columns = [cells_of_points(y, x, H3_RESOLUTION).astype(np.int64), np.floor(x / cell).astype(np.int64),
                np.floor(y / cell).astype(np.int64), kind]  # fmt: skip
-    found, sums = _summed(columns, n)
+    return _summed(columns, n)
+
+
+def _upsert(
+    conn: Connection, found: npt.NDArray[np.int64], sums: npt.NDArray[np.int64], kinds: dict[int, tuple[Any, ...]]
+) -> None:
+    """Add ``sums`` to the counts of the cells ``found`` (rows of H3 cell, heat x, heat y, kind)."""
     keep = sums != 0
     found, sums = found[keep], sums[keep]
+    if not len(sums):
+        return
     chosen = [kinds[k] for k in found[:, 3].tolist()]
     conn.execute(
         text(_ADDED),
