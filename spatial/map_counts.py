@@ -290,8 +290,11 @@ class Tally:
 
     def __init__(self) -> None:
         self._kinds: dict[tuple[date, str, str | None, str], int] = {}
+        # one thread: each chunk's sums are merged into the running ones in the order the chunks came
         self._summing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="citygrid-map-tally")
-        self._parts: list[Future[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]] = []
+        self._parts: list[Future[None]] = []
+        self._found = np.zeros((0, 4), dtype=np.int64)
+        self._sums = np.zeros(0, dtype=np.int64)
         self.incidents = 0
 
     @staticmethod
@@ -309,25 +312,25 @@ class Tally:
         kinds = [self._kinds.setdefault((g[0], g[1], g[2], g[3]), len(self._kinds)) for g in groups]
         points = [g[4] for g in groups]
         self.incidents += sum(len(p) // 16 for p in points)
-        self._parts.append(self._summing.submit(_points_summed, kinds, points))
+        self._parts.append(self._summing.submit(self._merge, kinds, points))
 
     def write(self, conn: Connection) -> int:
         """Add what was taken to the counts in ``conn``'s transaction; return how many incidents that was."""
         self._summing.shutdown()
-        parts = [part.result() for part in self._parts]
-        if parts:
-            found = np.concatenate([f for f, _ in parts])
-            found, sums = _summed(list(found.T), np.concatenate([n for _, n in parts]))
-            _upsert(conn, found, sums, {k: key for key, k in self._kinds.items()})
+        for part in self._parts:
+            part.result()  # raises what a summing raised
+        _upsert(conn, self._found, self._sums, {k: key for key, k in self._kinds.items()})
         return self.incidents
 
-
-def _points_summed(kinds: list[int], points: list[bytes]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Return the cells and sums (``_cell_sums``) of each kind's points, one incident a point."""
-    xy = [np.frombuffer(p, dtype=">f8").reshape(-1, 2) for p in points]
-    joined = np.concatenate(xy).astype(float)
-    kind = np.concatenate([np.full(len(p), k, dtype=np.int64) for k, p in zip(kinds, xy, strict=True)])
-    return _cell_sums(joined[:, 0], joined[:, 1], kind, np.ones(len(kind), dtype=np.int64))
+    def _merge(self, kinds: list[int], points: list[bytes]) -> None:
+        """Sum a chunk's points per cell and kind, one incident a point, into the running sums."""
+        xy = [np.frombuffer(p, dtype=">f8").reshape(-1, 2) for p in points]
+        joined = np.concatenate(xy).astype(float)
+        kind = np.concatenate([np.full(len(p), k, dtype=np.int64) for k, p in zip(kinds, xy, strict=True)])
+        found, sums = _cell_sums(joined[:, 0], joined[:, 1], kind, np.ones(len(kind), dtype=np.int64))
+        self._found, self._sums = _summed(
+            list(np.concatenate([self._found, found]).T), np.concatenate([self._sums, sums])
+        )
 
 
 def _cell_sums(
