@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -120,3 +121,61 @@ def _ms(text: str) -> float:
 
 def python() -> str:
     return sys.executable
+
+
+class CpuSampler:
+    """CPU seconds spent by the PostgreSQL backends of one database, and by a child process, while it runs.
+
+    Reads /proc, so it counts only a server on this machine (the project's own cluster); elsewhere it reports
+    nothing. Backends are found in pg_stat_activity every ``every_s`` and their CPU read until they end, so
+    a helper connection that closes early is counted too.
+    """
+
+    def __init__(self, url: str, every_s: float = 0.2) -> None:
+        import psycopg2
+
+        self._conn = psycopg2.connect(url.replace("postgresql+psycopg2://", "postgresql://"))
+        self._conn.autocommit = True
+        self._every_s = every_s
+        self._backends: dict[int, float] = {}
+        self._child: tuple[int, float] | None = None
+        self._stop = False
+        self._thread: threading.Thread | None = None
+
+    def start(self, child_pid: int | None = None) -> None:
+        self._child_pid = child_pid
+        self._thread = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> tuple[list[float], float | None]:
+        """Stop; return the CPU seconds of each backend seen (largest first) and of the child, if local."""
+        self._stop = True
+        if self._thread is not None:
+            self._thread.join()
+        self._conn.close()
+        return sorted(self._backends.values(), reverse=True), self._child[1] if self._child else None
+
+    def _run(self) -> None:
+        with self._conn.cursor() as cur:
+            while not self._stop:
+                cur.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+                for (pid,) in cur.fetchall():
+                    seconds = _cpu_seconds(pid)
+                    if seconds is not None:
+                        self._backends[pid] = seconds
+                if self._child_pid is not None:
+                    seconds = _cpu_seconds(self._child_pid)
+                    if seconds is not None:
+                        self._child = (self._child_pid, seconds)
+                time.sleep(self._every_s)
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """Return user + system CPU seconds of a process on this machine, or None if it is not readable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
