@@ -1,30 +1,34 @@
 """Due times, faster: the calendar read once per call into two small arrays, and Beijing time as a fixed offset.
 
-0002's ``citygrid_due_times`` cost ≈5-7 µs a row (50,000 imported starts: 245-365 ms, three runs each,
-the arrays from a subquery as an import passes them), ≈440 ms of an import chunk's statement. Why:
+0002's ``citygrid_due_times`` cost 5.3-8.1 µs a row: 264-403 ms of backend CPU for 50,000 starts of the
+benchmark file with their items' limits, the arrays from a subquery as an import passes them (the range is
+the machine's load over the day; ten runs each), most of the 436-452 ms an import chunk's ``due`` step took.
+Why:
 
 - Five ``AT TIME ZONE 'Asia/Shanghai'`` conversions a row (the planner copied the local time into both join
   conditions and the output): each looks the zone up by name, and local time back to an instant searches the
-  zone's transitions; ≈0.4 µs a conversion. China has kept +08:00 without daylight saving since
-  September 1991 and the calendar begins in 2004, so ``AT TIME ZONE INTERVAL '+08:00'`` (≈0.02 µs) gives the
-  same local day and time wherever the calendar has an answer; a start on a day outside the calendar has no
-  due time either way.
+  zone's transitions; ≈0.4 µs each. China has kept +08:00 without summer time since September 1991 and the
+  calendar begins in 2004, so ``AT TIME ZONE INTERVAL '+08:00'`` (≈0.02 µs) gives the same local day and
+  time wherever the calendar has an answer; a start on a day outside the calendar has no due time either way.
 - Two joins to ``working_calendar``, planned without knowing how many rows the arrays hold (a SQL function's
-  plan is generic): a nested loop of index scans, ≈1.6 µs a row each.
-- ``unnest(...) WITH ORDINALITY`` in FROM writes every row to a tuplestore first (≈0.4 µs a row); set-returning
-  functions in the select list stream them.
+  plan is generic): nested loops of index scans, ≈1.6 µs a row each.
+- ``unnest(...) WITH ORDINALITY`` in FROM writes every row to a tuplestore first (≈0.4 µs a row);
+  set-returning functions in the select list stream them.
 
-Now one pass over the starts finds the days they fall on and the amounts' range; the calendar rows those
-can reach (a few dozen for an import chunk, which spans a few weeks) are read into two arrays: per day its
-running count of working days and the count before it, per working day its 09:00. Each start is then array
-subscripts and float arithmetic: 50,000 starts in 56-63 ms (three runs each, on the same data, same machine
-and load as above: ≈4x fewer, and 15-22 ms of that is the function's own tuplestore, which an inlined call
-does not pay). A single report's due time (the function inlined into the intake statement) plans and runs
-in the same ≈0.8 ms as before.
+Now one pass over the starts finds the days they fall on and the amounts' range; the calendar rows those can
+reach (a few dozen for an import chunk, which spans a few weeks) are read into two arrays: per day its running
+count of working days and the count before it, per working day its 09:00 as an instant. Each start is then
+array subscripts and float arithmetic. The same 50,000 starts: 53-90 ms (1.1-1.8 µs a row; 4.3-4.5x fewer in
+runs side by side), of which 13-20 ms is returning the rows from a function at all. An import chunk's whole
+statement (50,000 rows, backend CPU, nine runs each): 1,304-1,375 ms before, 1,143-1,187 ms after; its
+``due`` step, the three ordered ``array_agg`` of the starts, limits and units included: 436-452 → 138-148 ms
+(59-65 ms of that is the three aggregates). A single report's due time (the function inlined into the intake
+statement) plans and runs in the same ≈0.8 ms as before.
 
 The float arithmetic of the working seconds is 0002's, expression for expression, so the answers are the same
-to the microsecond (tests/db/test_due_times.py: old and new over 40,000 random starts, edges and inputs out
-of range; and both against spatial.workflow.add_working_time).
+to the microsecond (tests/db/test_due_times_0015.py: old and new over 49,532 starts, edges and inputs out
+of range, called the three ways callers call it; tests/db/test_due_times.py: both against
+spatial.workflow.add_working_time).
 
 Revision ID: 0015
 Revises: 0013
@@ -54,7 +58,7 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
         FROM (SELECT unnest(starts) AS s, unnest(amounts) AS a) given
     ), by_day AS MATERIALIZED (
         -- from first_day on, each day's running count of working days, and the count before it
-        SELECT min(day) AS first_day, max(day) AS last_day, array_agg(ordinal ORDER BY day) AS ordinals,
+        SELECT min(day) AS first_day, array_agg(ordinal ORDER BY day) AS ordinals,
                array_agg(ordinal - working::int ORDER BY day) AS before
         FROM working_calendar
         WHERE day BETWEEN (SELECT first_day FROM span) AND (SELECT last_day FROM span)
@@ -85,10 +89,10 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
                        + amount * 3600 AS w
                 FROM (SELECT row_no, t, amount, is_days, (SELECT ordinals FROM by_day)[i] AS o,
                              (SELECT before FROM by_day)[i] AS b, date_part('epoch', t::time) AS secs
-                      FROM (SELECT row_no, t, amount, unit = 'working_days' AS is_days,
-                                   CASE WHEN t::date BETWEEN (SELECT first_day FROM by_day)
-                                                         AND (SELECT last_day FROM by_day)
-                                        THEN t::date - (SELECT first_day FROM by_day) + 1 END AS i
+                      FROM (-- ±infinity has no day; a day outside the calendar is a subscript outside the arrays: NULL.
+                            -- Any unit but working_days (NULL too) counts working hours, as in 0002.
+                            SELECT row_no, t, amount, unit = 'working_days' AS is_days,
+                                   CASE WHEN isfinite(t) THEN t::date - (SELECT first_day FROM by_day) + 1 END AS i
                             FROM (-- unnest(...) WITH ORDINALITY's rows: as many as the longest array
                                   SELECT generate_series(1, greatest(cardinality(starts), cardinality(amounts),
                                                                      cardinality(units))) AS row_no,
