@@ -64,5 +64,5 @@ def test_upgrade_from_empty_downgrade_to_empty_and_up_again() -> None:
     engine = create_engine(url, poolclass=NullPool)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM catalogue_items")).scalar_one() == 147
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0014"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0015"
     engine.dispose()
