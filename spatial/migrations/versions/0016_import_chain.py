@@ -1,8 +1,8 @@
-"""Import chain: an import chunk's responsibility chains in about half the time, only the columns it stores.
+"""Import chain: an import chunk's responsibility chains in ≈40 % less time, only the columns it stores.
 
 Why (one 50,000-row chunk of the 1,000,000-row benchmark file, backend CPU, runs interleaved on the shared
-2-core machine, the same statement ``_chunk_sql`` makes): ``citygrid_owner_points`` took 480–860 ms a chunk,
-≈10–17 µs a row, the largest step of a chunk. It is called with arrays from a subquery, so PostgreSQL neither
+2-core machine, which inflates CPU times by up to 1.7×): ``citygrid_owner_points`` took 600–880 ms a chunk
+(median 705, ≈14 µs a row), the largest step of a chunk. It is called with arrays from a subquery, so PostgreSQL neither
 inlines it nor knows how many points it holds (it plans for 10), and computes every column of the chain,
 among them the distance to the grid's boundary (an ST_Distance to a polygon's ring per point) and the
 candidates arrays the import never reads; each layer's hits are joined to the points, sorted and grouped
@@ -24,8 +24,10 @@ again per point (PostGIS was 7 % of the time, the executor the rest).
 
 The rules are ``citygrid_owner_points``' (revision 0010; its comments); tests/db/test_import_chain_0016.py
 compares the two over 30,000 random points, moments and tolerances, on edges, corners, streets, the river,
-outside the city and before the boundary generation. 4.4 → 2.1 ms of CPU per 1,000 rows (medians of the
-interleaved runs above, ratio 2.0–2.3).
+outside the city and before the boundary generation. The call as the import makes it: 600–880 → 340–480 ms
+a chunk (medians 705 → 455, ≈14 → 9 µs a row); the whole chunk statement (/tmp/dev/ready3.sql): medians
+1,770 → 1,520 ms. The same query inlined with constants took 290–400 ms, the rest is the call's planning
+(≈20 ms, its custom plan) and returning rows through PL/pgSQL; not yet the 2× hoped for.
 
 Revision ID: 0016
 Revises: 0013
