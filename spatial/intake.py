@@ -1006,7 +1006,8 @@ def _chunk_sql(staging: import_staging.Staging, checks: sql.Composed, chunk: int
             SELECT p.*,
                    p.code IS NOT NULL AND (SELECT codes_stored FROM gates)
                    AND EXISTS (SELECT FROM incidents ex WHERE ex.code = p.code) AS taken,
-                   CASE WHEN %(flag_duplicates)s AND p.status NOT IN ('closed', 'rejected') AND (SELECT open_in_window FROM gates)
+                   CASE WHEN %(flag_duplicates)s AND p.status NOT IN ('closed', 'rejected')
+                             AND (SELECT open_in_window FROM gates)
                         THEN (
                             -- the partial GiST index on open cases only (see the single intake): nearest first,
                             -- then item and time; the row's point is projected once, not once per index condition
