@@ -852,12 +852,12 @@ def _checks_sql(
             FROM {raw} r {coords_join}
             WHERE r.row_no BETWEEN %(first)s AND %(last)s
         ), plain AS MATERIALIZED (
-            -- whether each column of the chunk is written one plain way throughout (migration 0012): then its
-            -- texts are only cast, instead of each being checked by its shape first; the same answers either way
+            -- whether each column of the chunk is written one plain way throughout (migrations 0012, 0017): then
+            -- its texts are only cast, instead of each being checked by its shape first; the same answers either way
             SELECT {lon_plain} AS lon, {lat_plain} AS lat,
-                   citygrid_import_column_times(array_agg(reported_text)) AS reported_at,
-                   citygrid_import_column_times(array_agg(due_text)) AS due_at,
-                   citygrid_import_column_times(array_agg(closed_text)) AS closed_at
+                   citygrid_import_joined_times(string_agg(reported_text, E'\\n'), count(reported_text)) AS reported_at,
+                   citygrid_import_joined_times(string_agg(due_text, E'\\n'), count(due_text)) AS due_at,
+                   citygrid_import_joined_times(string_agg(closed_text, E'\\n'), count(closed_text)) AS closed_at
             FROM typed
         ), timed AS MATERIALIZED (
             SELECT t.*, {lon} AS lon, {lat} AS lat,
@@ -916,8 +916,16 @@ def _checks_sql(
         lat_text=lat_text,
         lon_name=sql.SQL("lon_value" if coords_from_python else "lon_text"),
         lat_name=sql.SQL("lat_value" if coords_from_python else "lat_text"),
-        lon_plain=sql.SQL("NULL" if coords_from_python else "citygrid_import_column_numbers(array_agg(lon_text))"),
-        lat_plain=sql.SQL("NULL" if coords_from_python else "citygrid_import_column_numbers(array_agg(lat_text))"),
+        lon_plain=sql.SQL(
+            "NULL"
+            if coords_from_python
+            else "citygrid_import_joined_numbers(string_agg(lon_text, E'\\n'), count(lon_text))"
+        ),
+        lat_plain=sql.SQL(
+            "NULL"
+            if coords_from_python
+            else "citygrid_import_joined_numbers(string_agg(lat_text, E'\\n'), count(lat_text))"
+        ),
         reported_at=_time_read("reported"),
         due_at=_time_read("due"),
         closed_at=_time_read("closed"),
@@ -950,7 +958,9 @@ def _checks_sql(
 def _time_read(name: str) -> sql.Composed:
     """Compose the reading of time column ``name`` of ``typed t``: cast alone when its chunk's column is plain."""
     return sql.SQL(
-        "CASE WHEN plain.{name}_at THEN citygrid_import_time_shaped(t.{name}_text)"
+        "CASE plain.{name}_at WHEN 'zoned' THEN CAST(t.{name}_text AS timestamptz)"
+        " WHEN 'local' THEN CAST(t.{name}_text AS timestamp) AT TIME ZONE 'Asia/Shanghai'"
+        " WHEN 'shaped' THEN citygrid_import_time_shaped(t.{name}_text)"
         " ELSE citygrid_import_time(t.{name}_text) END"
     ).format(name=sql.SQL(name))
 
