@@ -844,17 +844,21 @@ def _checks_sql(
             FROM {raw} r {coords_join}
             WHERE r.row_no BETWEEN %(first)s AND %(last)s
         ), plain AS MATERIALIZED (
-            -- whether each column of the chunk is written one plain way throughout (migration 0012): then its
-            -- texts are only cast, instead of each being checked by its shape first; the same answers either way
+            -- whether each column of the chunk is written one plain way throughout (migrations 0012, 0017): then
+            -- its texts are only cast, instead of each being checked by its shape first; the same answers either way
             SELECT {lon_plain} AS lon, {lat_plain} AS lat,
-                   citygrid_import_column_times(array_agg(reported_text)) AS reported_at,
-                   citygrid_import_column_times(array_agg(due_text)) AS due_at,
-                   citygrid_import_column_times(array_agg(closed_text)) AS closed_at
+                   citygrid_import_joined_times(string_agg(reported_text, E'\\n'), count(reported_text)) AS reported_at,
+                   citygrid_import_joined_times(string_agg(due_text, E'\\n'), count(due_text)) AS due_at,
+                   citygrid_import_joined_times(string_agg(closed_text, E'\\n'), count(closed_text)) AS closed_at
             FROM typed
-        ), timed AS MATERIALIZED (
+        ), timed AS (
             SELECT t.*, {lon} AS lon, {lat} AS lat,
                    {reported_at} AS reported_at, {due_at} AS due_at, {closed_at} AS closed_at
             FROM typed t CROSS JOIN plain
+            -- each value computed once, as the checks below refer to each many times, and passed on row by row:
+            -- OFFSET 0 keeps the planner from copying the casts into every reference; stored (MATERIALIZED) and
+            -- read back, these rows cost ≈15 ms more a chunk of 50,000
+            OFFSET 0
         ), checked AS (
             SELECT t.*, coalesce(t.status_text, 'collected') AS status, ci.time_limit, ci.time_unit,
                    CASE
@@ -908,8 +912,16 @@ def _checks_sql(
         lat_text=lat_text,
         lon_name=sql.SQL("lon_value" if coords_from_python else "lon_text"),
         lat_name=sql.SQL("lat_value" if coords_from_python else "lat_text"),
-        lon_plain=sql.SQL("NULL" if coords_from_python else "citygrid_import_column_numbers(array_agg(lon_text))"),
-        lat_plain=sql.SQL("NULL" if coords_from_python else "citygrid_import_column_numbers(array_agg(lat_text))"),
+        lon_plain=sql.SQL(
+            "NULL"
+            if coords_from_python
+            else "citygrid_import_joined_numbers(string_agg(lon_text, E'\\n'), count(lon_text))"
+        ),
+        lat_plain=sql.SQL(
+            "NULL"
+            if coords_from_python
+            else "citygrid_import_joined_numbers(string_agg(lat_text, E'\\n'), count(lat_text))"
+        ),
         reported_at=_time_read("reported"),
         due_at=_time_read("due"),
         closed_at=_time_read("closed"),
@@ -942,7 +954,9 @@ def _checks_sql(
 def _time_read(name: str) -> sql.Composed:
     """Compose the reading of time column ``name`` of ``typed t``: cast alone when its chunk's column is plain."""
     return sql.SQL(
-        "CASE WHEN plain.{name}_at THEN citygrid_import_time_shaped(t.{name}_text)"
+        "CASE plain.{name}_at WHEN 'zoned' THEN CAST(t.{name}_text AS timestamptz)"
+        " WHEN 'local' THEN CAST(t.{name}_text AS timestamp) AT TIME ZONE 'Asia/Shanghai'"
+        " WHEN 'shaped' THEN citygrid_import_time_shaped(t.{name}_text)"
         " ELSE citygrid_import_time(t.{name}_text) END"
     ).format(name=sql.SQL(name))
 
@@ -976,13 +990,52 @@ def _chunk_sql(staging: import_staging.Staging, checks: sql.Composed, chunk: int
     return staging.create_as(f"ready_{chunk}") + sql.SQL(
         """
         WITH rows AS MATERIALIZED ({checks}
+        ), gates AS MATERIALIZED (
+            -- two index probes that usually spare one per good row: no stored case has a code between the least
+            -- and the greatest of the chunk's (a file of new cases), or no open case was reported within the
+            -- duplicate window of the chunk's reports (a file of past cases): then no row's code is taken, or no
+            -- row has a possible duplicate. 50,000 probes of each kind cost ≈90 and ≈230 ms
+            SELECT EXISTS (SELECT FROM incidents ex WHERE ex.code BETWEEN b.code_lo AND b.code_hi) AS codes_stored,
+                   EXISTS (SELECT FROM incidents o
+                           WHERE o.status NOT IN ('closed', 'rejected')
+                             AND o.reported_at BETWEEN b.reported_lo - %(window)s AND b.reported_hi + %(window)s)
+                       AS open_in_window
+            FROM (SELECT min(code) AS code_lo, max(code) AS code_hi, min(reported_at) AS reported_lo,
+                         max(reported_at) AS reported_hi
+                  FROM rows
+                  WHERE error IS NULL) b
         ), good AS MATERIALIZED (
             -- the item's time limit comes with the checked row: a join here, on a table the planner has no
-            -- statistics for, was a nested loop over the catalogue per row
-            SELECT s.row_no, s.reported_at, s.time_limit, s.time_unit, s.item_code, s.status,
-                   ST_SetSRID(ST_MakePoint(s.lon, s.lat), 4326) AS geom, row_number() OVER (ORDER BY s.row_no) AS n
-            FROM rows s
-            WHERE s.error IS NULL
+            -- statistics for, was a nested loop over the catalogue per row. Whether the row's code is taken, and its
+            -- possible duplicate, are found here once per good row: as CTEs of their own they were joined to the
+            -- rest by row number after a sort of each (≈25 ms a sort of 50,000 rows)
+            SELECT p.*,
+                   p.code IS NOT NULL AND (SELECT codes_stored FROM gates)
+                   AND EXISTS (SELECT FROM incidents ex WHERE ex.code = p.code) AS taken,
+                   CASE WHEN %(flag_duplicates)s AND p.status NOT IN ('closed', 'rejected')
+                             AND (SELECT open_in_window FROM gates)
+                        THEN (
+                            -- the partial GiST index on open cases only (see the single intake): nearest first,
+                            -- then item and time; the row's point is projected once, not once per index condition
+                            SELECT near.id
+                            FROM (SELECT ST_Transform(p.geom, 4544) AS p_m OFFSET 0) pm
+                            CROSS JOIN LATERAL (
+                                SELECT o.id, o.item_code, o.reported_at FROM incidents o
+                                WHERE o.status NOT IN ('closed', 'rejected')
+                                  AND ST_DWithin(ST_Transform(o.geom, 4544), pm.p_m, %(radius)s)
+                                ORDER BY ST_Transform(o.geom, 4544) <-> pm.p_m
+                                LIMIT 100) near
+                            WHERE near.item_code = p.item_code
+                              AND near.reported_at BETWEEN p.reported_at - %(window)s AND p.reported_at + %(window)s
+                            LIMIT 1)
+                   END AS duplicate_of
+            FROM (
+                -- n numbers the good rows for the arrays of the chain and the due times, in any consistent order:
+                -- ORDER BY row_no cost a sort
+                SELECT s.*, ST_SetSRID(ST_MakePoint(s.lon, s.lat), 4326) AS geom, row_number() OVER () AS n
+                FROM rows s
+                WHERE s.error IS NULL
+            ) p
         ), chain AS MATERIALIZED (
             -- citygrid_owner_points' answers, only the columns stored here, ≈40 % cheaper (0016)
             SELECT * FROM citygrid_import_chain(
@@ -992,48 +1045,38 @@ def _chunk_sql(staging: import_staging.Staging, checks: sql.Composed, chunk: int
             SELECT * FROM citygrid_due_times(
                 (SELECT array_agg(reported_at ORDER BY n) FROM good),
                 (SELECT array_agg(time_limit ORDER BY n) FROM good), (SELECT array_agg(time_unit ORDER BY n) FROM good))
-        ), duplicates AS MATERIALIZED (
-            -- the partial GiST index on open cases only (see the single intake): nearest first, then item and
-            -- time; the row's point is projected once, not once per index condition
-            SELECT g.row_no, dup.id
-            FROM good g
-            CROSS JOIN LATERAL (
-                SELECT near.id
-                FROM (SELECT ST_Transform(g.geom, 4544) AS p_m OFFSET 0) pm
-                CROSS JOIN LATERAL (
-                    SELECT o.id, o.item_code, o.reported_at FROM incidents o
-                    WHERE o.status NOT IN ('closed', 'rejected')
-                      AND ST_DWithin(ST_Transform(o.geom, 4544), pm.p_m, %(radius)s)
-                    ORDER BY ST_Transform(o.geom, 4544) <-> pm.p_m
-                    LIMIT 100) near
-                WHERE near.item_code = g.item_code
-                  AND near.reported_at BETWEEN g.reported_at - %(window)s AND g.reported_at + %(window)s
-                LIMIT 1) dup
-            WHERE %(flag_duplicates)s AND g.status NOT IN ('closed', 'rejected')
-        ), taken AS MATERIALIZED (
-            SELECT s.row_no FROM rows s
-            WHERE s.error IS NULL AND s.code IS NOT NULL AND EXISTS (SELECT FROM incidents ex WHERE ex.code = s.code)
         )
-        SELECT s.row_no,
-               coalesce(s.error, CASE WHEN t.row_no IS NOT NULL THEN 'code ' || s.code || ' already exists' END,
-                        CASE WHEN c.grid_code IS NULL
-                             THEN 'not covered: ' || round(c.distance_to_grid_m::numeric, 1)
-                                  || ' m from the nearest grid ' || c.nearest_grid_code
-                                  || ' (check the coordinates and their crs)' END) AS error,
-               s.error IS NULL AND t.row_no IS NULL AND s.code IS NOT NULL AS code_free,
-               s.code,
-               CASE WHEN s.code IS NULL THEN (CAST(%(prefixes)s AS jsonb) ->> s.source)
-                    || to_char(s.reported_at AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDD') || '-' END AS code_prefix,
-               s.source, s.item_code, s.status, s.description, s.address, s.photos, s.reported_at,
-               coalesce(s.due_at, d.due_at) AS due_at, s.closed_at, s.deferred, s.satisfaction, s.reworks, g.geom,
+        SELECT g.row_no,
+               CASE WHEN g.taken THEN 'code ' || g.code || ' already exists'
+                    WHEN c.grid_code IS NULL
+                         THEN 'not covered: ' || round(c.distance_to_grid_m::numeric, 1)
+                              || ' m from the nearest grid ' || c.nearest_grid_code
+                              || ' (check the coordinates and their crs)' END AS error,
+               g.code IS NOT NULL AND NOT g.taken AS code_free,
+               g.code, {good_prefix} AS code_prefix,
+               g.source, g.item_code, g.status, g.description, g.address, g.photos, g.reported_at,
+               coalesce(g.due_at, d.due_at) AS due_at, g.closed_at, g.deferred, g.satisfaction, g.reworks, g.geom,
                c.generation, c.grid_code, c.community_code, c.subdistrict_code, c.squad_code, c.grid_member_id,
-               c.street_code, c.street_chief_id, c.river_code, c.river_chief_id, c.outside, dp.id AS duplicate_of
+               c.street_code, c.street_chief_id, c.river_code, c.river_chief_id, c.outside, g.duplicate_of
+        FROM good g
+        JOIN chain c ON c.row_no = g.n
+        JOIN due d ON d.row_no = g.n
+        UNION ALL  -- the bad rows, with their own problem and nothing assigned
+        SELECT s.row_no, s.error, false, s.code, {bad_prefix}, s.source, s.item_code, s.status, s.description,
+               s.address, s.photos, s.reported_at, s.due_at, s.closed_at, s.deferred, s.satisfaction, s.reworks,
+               NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
         FROM rows s
-        LEFT JOIN (good g JOIN chain c ON c.row_no = g.n JOIN due d ON d.row_no = g.n) ON g.row_no = s.row_no
-        LEFT JOIN duplicates dp ON dp.row_no = s.row_no
-        LEFT JOIN taken t ON t.row_no = s.row_no
+        WHERE s.error IS NOT NULL
         """
-    ).format(checks=checks)
+    ).format(checks=checks, good_prefix=_code_prefix("g"), bad_prefix=_code_prefix("s"))
+
+
+def _code_prefix(alias: str) -> sql.Composed:
+    """Compose the start of the case code made for a row of ``alias`` without one: prefix of its source, day."""
+    return sql.SQL(
+        "CASE WHEN {a}.code IS NULL THEN (CAST(%(prefixes)s AS jsonb) ->> {a}.source)"
+        " || to_char({a}.reported_at AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDD') || '-' END"
+    ).format(a=sql.Identifier(alias))
 
 
 def _chunk_errors_sql(staging: import_staging.Staging, chunk: int, has_codes: bool) -> sql.Composed:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import re
 from pathlib import Path
+from types import ModuleType
 
 from alembic import command
 from alembic.config import Config
@@ -20,18 +21,23 @@ def alembic_config(url: str) -> Config:
     return config
 
 
+def revision_module(revision_file: str) -> ModuleType:
+    """Return the module of revision ``revision_file`` (its file name without .py): its SQL, its constants."""
+    path = MIGRATIONS / "versions" / f"{revision_file}.py"
+    spec = importlib.util.spec_from_file_location(f"citygrid_revision_{revision_file}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def earlier_function(revision_file: str, name: str) -> str:
     """Return the ``CREATE OR REPLACE FUNCTION name(…) … $$;`` statement of an earlier revision's UPGRADE.
 
     For a downgrade that puts back the definition a later revision replaced, read from the revision that wrote
     it rather than copied into the later one.
     """
-    path = MIGRATIONS / "versions" / f"{revision_file}.py"
-    spec = importlib.util.spec_from_file_location(f"citygrid_revision_{revision_file}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    sql: str = module.UPGRADE
+    sql: str = revision_module(revision_file).UPGRADE
     found = re.search(rf"CREATE (OR REPLACE )?FUNCTION {re.escape(name)}\(.*?\$\$.*?\$\$;", sql, flags=re.S)
     if found is None:
         raise LookupError(f"{revision_file} does not create function {name}")

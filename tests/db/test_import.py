@@ -155,6 +155,36 @@ def test_an_imported_open_case_near_an_open_one_of_the_same_item_is_flagged(conn
     assert flagged == {"IMP-D-1": open_case.id, "IMP-D-2": None}
 
 
+def test_a_chunk_probes_codes_and_duplicates_row_by_row_only_when_one_probe_finds_some_near(
+    conn: Connection, tmp_path: Path
+) -> None:
+    # the chunk's gates (intake._chunk_sql) at their edges: a file of one row spans a single code and time
+    open_case = conn.execute(
+        text(
+            "SELECT id, code, item_code, ST_X(geom) AS lon, ST_Y(geom) AS lat, reported_at FROM incidents"
+            " WHERE status = 'handling' ORDER BY code LIMIT 1"
+        )
+    ).one()
+    where = [open_case.item_code, str(open_case.lon), str(open_case.lat)]
+
+    def one_row(code: str, after: timedelta) -> tuple[int, int, list[tuple[int, str]]]:
+        row = [code, "patrol", *where, (open_case.reported_at + after).isoformat()]
+        path = write_csv(tmp_path / f"{code}.csv", [row], HEADER[:6])
+        with conn.begin_nested() as each:  # each file alone beside the stored cases
+            report = import_file(conn, path, key=CLI_KEY, rules=RULES, skip_invalid=True)
+            each.rollback()
+        return report.inserted, report.duplicates, [(e.row, e.error) for e in report.errors]
+
+    assert one_row(open_case.code, timedelta(hours=-30)) == (0, 0, [(1, f"code {open_case.code} already exists")])
+    assert one_row("IMP-G-1", timedelta(hours=24)) == (1, 1, [])  # the window's last second, as the row's check
+    assert one_row("IMP-G-2", timedelta(hours=24, seconds=1)) == (1, 0, [])
+    assert one_row("IMP-G-3", timedelta(hours=-24, seconds=-1)) == (1, 0, [])
+    # the least and greatest codes of the file span stored ones: each code is then probed, none is taken
+    rows = [["AAA-1", "patrol", *where, "2016-01-01"], ["ZZZ-1", "patrol", *where, "2016-01-02"]]
+    report = import_file(conn, write_csv(tmp_path / "span.csv", rows, HEADER[:6]), key=CLI_KEY, rules=RULES)
+    assert (report.inserted, report.duplicates, report.invalid) == (2, 0, 0)
+
+
 def test_geojson_and_geopackage_in_a_projected_crs_and_gcj02_csv(conn: Connection, tmp_path: Path) -> None:
     points = gpd.GeoDataFrame(
         {

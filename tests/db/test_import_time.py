@@ -104,3 +104,73 @@ def test_a_column_is_plain_only_when_every_text_is(conn: Connection) -> None:
     assert numbers("104.25", "-23", "+1.5e3", ".5", "7.", None)
     assert not numbers("104.25", " 104.25")  # white space: the per-text expression reads it
     assert not numbers("104,25") and not numbers("1\n2") and not numbers("0x10")
+
+
+def test_a_column_found_zoned_or_local_is_read_by_one_cast_as_each_text_would_be(conn: Connection) -> None:
+    texts = _texts()
+    # each text as a column of its own (0017): wherever the whole-column check names a reading, it answers alike
+    differing = conn.execute(
+        text(
+            "SELECT t, v FROM (SELECT t, citygrid_import_joined_times(t, 1) AS v"
+            "                  FROM unnest(CAST(:texts AS text[])) AS u (t)) c"
+            " WHERE CASE v WHEN 'zoned' THEN CAST(t AS timestamptz)"  # CASE: each cast only after the check
+            "              WHEN 'local' THEN CAST(t AS timestamp) AT TIME ZONE 'Asia/Shanghai'"
+            "              WHEN 'shaped' THEN citygrid_import_time_shaped(t) END"
+            "       IS DISTINCT FROM CASE WHEN v IS NOT NULL THEN citygrid_import_time(t) END"
+        ),
+        {"texts": texts},
+    ).all()
+    assert differing == []
+    readings = dict(
+        conn.execute(
+            text(
+                "SELECT coalesce(citygrid_import_joined_times(t, 1), 'per text'), count(*)"
+                " FROM unnest(CAST(:texts AS text[])) AS u (t)"
+                " WHERE citygrid_import_time(t) IS NOT NULL OR citygrid_import_joined_times(t, 1) IS NOT NULL"
+                " GROUP BY 1"
+            ),
+            {"texts": texts},
+        ).all()
+    )
+    # the 2,929 texts read as times and the 38 with a day their month lacks, as 0012's check passes them: those
+    # and every 29 February (half of the forms above are of 2016-02-29) left to citygrid_import_time_shaped; no
+    # text read as a time is left to be read per text
+    assert readings == {"zoned": 1_252, "local": 222, "shaped": 1_493}
+
+
+def test_a_joined_column_is_plain_only_when_every_text_is(conn: Connection) -> None:
+    def times(*values: str | None) -> str | None:
+        return conn.execute(
+            text(
+                "SELECT citygrid_import_joined_times(string_agg(v, E'\\n'), count(v)) FROM unnest(CAST(:v AS text[])) v"
+            ),
+            {"v": list(values)},
+        ).scalar_one()
+
+    def numbers(*values: str | None) -> bool:
+        return bool(
+            conn.execute(
+                text(
+                    "SELECT citygrid_import_joined_numbers(string_agg(v, E'\\n'), count(v))"
+                    " FROM unnest(CAST(:v AS text[])) v"
+                ),
+                {"v": list(values)},
+            ).scalar_one()
+        )
+
+    assert times("2017-05-01T09:30:00+08:00", None, "2017-05-02T10:00Z", "2017-05-03 10:00:00.5 -0530") == "zoned"
+    assert times("2017-05-01T09:30:00", None, "2017-05-02 10:00", "2017-05-03") == "local"
+    assert times("2017-05-01T09:30:00+08:00", "2017-05-02 10:00") == "shaped"  # a zone in some texts only
+    assert times("2017-05-01T09:30:00+08:00", "2016-02-29T09:30:00+08:00") == "shaped"  # the day is read per text
+    assert times("2017-04-30", "2017-04-31") == "shaped"
+    assert times("2017-05-01T09:30:00+08:00", "2017-05-01T09:30:00+08:0") is None
+    assert times("2017-05-01T09:30:00+08:00", "2017-13-01") is None
+    # two texts in one, which the newline between them would otherwise pass as two lines
+    assert times("2017-05-01\n2017-05-02") is None
+    assert times("2017-05-01\n2017-05-02", None, "2017-05-03") is None
+    assert times("") is None
+    assert times() == "zoned" and times(None) == "zoned"  # no text: nothing to read
+    assert numbers("104.25", "-23", "+1.5e3", ".5", "7.", None)
+    assert not numbers("104.25", " 104.25")  # white space: the per-text expression reads it
+    assert not numbers("104,25") and not numbers("1\n2") and not numbers("0x10") and not numbers("")
+    assert not numbers() and not numbers(None)
