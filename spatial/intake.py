@@ -1037,7 +1037,7 @@ def _chunk_sql(staging: import_staging.Staging, checks: sql.Composed, chunk: int
                 WHERE s.error IS NULL
             ) p
         ), chain AS MATERIALIZED (
-            -- citygrid_owner_points' answers, only the columns stored here, ≈40 % cheaper (0016)
+            -- citygrid_owner_points' answers, only the columns stored here, ≈40 percent cheaper (0016)
             SELECT * FROM citygrid_import_chain(
                 (SELECT array_agg(geom ORDER BY n) FROM good), (SELECT array_agg(reported_at ORDER BY n) FROM good),
                 %(edge)s, %(outside)s, %(street)s, %(river)s)

@@ -26,8 +26,8 @@ The rules are ``citygrid_owner_points``' (revision 0010; its comments); tests/db
 compares the two over 30,000 random points, moments and tolerances, on edges, corners, streets, the river,
 outside the city and before the boundary generation. The call as the import makes it: 600–880 → 340–480 ms
 a chunk (medians 705 → 455, ≈14 → 9 µs a row); the whole chunk statement (intake._chunk_sql, rows
-150,001-200,000): medians 1,770 → 1,520 ms. The same query inlined with constants took 290–400 ms, the rest is the call's planning
-(≈20 ms, its custom plan) and returning rows through PL/pgSQL; not yet the 2× hoped for.
+150,001-200,000): medians 1,770 → 1,520 ms. The same query inlined with constants took 290–400 ms, the rest
+is the call's planning (≈20 ms, its custom plan) and returning rows through PL/pgSQL; not yet the 2× hoped for.
 
 Revision ID: 0016
 Revises: 0015
