@@ -100,32 +100,8 @@ BEGIN
                     WHEN ST_DWithin(g.pieces[2], p.p_m, edge_tol_m) THEN g.codes[2]
                     WHEN ST_DWithin(g.pieces[3], p.p_m, edge_tol_m) THEN g.codes[3]
                     WHEN ST_DWithin(g.pieces[4], p.p_m, edge_tol_m) THEN g.codes[4] END AS hit_code,
-               l.street_codes,
-               CASE WHEN cardinality(l.street_codes) > 4
-                    THEN (SELECT c.code FROM unnest(l.street_codes, l.street_pieces) c (code, piece)
-                          WHERE ST_DWithin(c.piece, p.p_m, street_m) ORDER BY ST_Distance(c.piece, p.p_m), c.code
-                          LIMIT 1) END AS street_beyond_four,
-               CASE WHEN ST_DWithin(l.street_pieces[1], p.p_m, street_m)
-                    THEN ST_Distance(l.street_pieces[1], p.p_m) END AS s1,
-               CASE WHEN ST_DWithin(l.street_pieces[2], p.p_m, street_m)
-                    THEN ST_Distance(l.street_pieces[2], p.p_m) END AS s2,
-               CASE WHEN ST_DWithin(l.street_pieces[3], p.p_m, street_m)
-                    THEN ST_Distance(l.street_pieces[3], p.p_m) END AS s3,
-               CASE WHEN ST_DWithin(l.street_pieces[4], p.p_m, street_m)
-                    THEN ST_Distance(l.street_pieces[4], p.p_m) END AS s4,
-               l.river_codes,
-               CASE WHEN cardinality(l.river_codes) > 4
-                    THEN (SELECT c.code FROM unnest(l.river_codes, l.river_pieces) c (code, piece)
-                          WHERE ST_DWithin(c.piece, p.p_m, river_m) ORDER BY ST_Distance(c.piece, p.p_m), c.code
-                          LIMIT 1) END AS river_beyond_four,
-               CASE WHEN ST_DWithin(l.river_pieces[1], p.p_m, river_m)
-                    THEN ST_Distance(l.river_pieces[1], p.p_m) END AS r1,
-               CASE WHEN ST_DWithin(l.river_pieces[2], p.p_m, river_m)
-                    THEN ST_Distance(l.river_pieces[2], p.p_m) END AS r2,
-               CASE WHEN ST_DWithin(l.river_pieces[3], p.p_m, river_m)
-                    THEN ST_Distance(l.river_pieces[3], p.p_m) END AS r3,
-               CASE WHEN ST_DWithin(l.river_pieces[4], p.p_m, river_m)
-                    THEN ST_Distance(l.river_pieces[4], p.p_m) END AS r4
+               __STREET_MEASURES__,
+               __RIVER_MEASURES__
         FROM pts p
         LEFT JOIN grid_cell g ON g.generation = p.generation AND g.cx = p.cx AND g.cy = p.cy
         LEFT JOIN line_cell l ON l.cx = p.cx AND l.cy = p.cy
@@ -135,12 +111,8 @@ BEGIN
         SELECT m.row_no, m.at, m.generation, m.hit_code,
                -- outside every grid (rare): the nearest grid part
                CASE WHEN m.hit_code IS NULL THEN citygrid_nearest_grid(m.generation, m.p_m) END AS nearest,
-               coalesce(m.street_beyond_four, CASE least(m.s1, m.s2, m.s3, m.s4)
-                   WHEN m.s1 THEN m.street_codes[1] WHEN m.s2 THEN m.street_codes[2]
-                   WHEN m.s3 THEN m.street_codes[3] WHEN m.s4 THEN m.street_codes[4] END) AS street_code,
-               coalesce(m.river_beyond_four, CASE least(m.r1, m.r2, m.r3, m.r4)
-                   WHEN m.r1 THEN m.river_codes[1] WHEN m.r2 THEN m.river_codes[2]
-                   WHEN m.r3 THEN m.river_codes[3] WHEN m.r4 THEN m.river_codes[4] END) AS river_code
+               __STREET_NEAREST__,
+               __RIVER_NEAREST__
         FROM measured m
         OFFSET 0  -- the nearest grid looked up once
     ), owned AS (
@@ -167,6 +139,43 @@ BEGIN
         AND rvc.target_code = o.river_code AND rvc.valid_from <= o.at AND (rvc.valid_to IS NULL OR rvc.valid_to > o.at);
 END $$;
 """
+
+
+def _measures(layer: str, radius: str) -> str:
+    """The columns of ``measured`` for a layer of lines: a cell of more than four pieces asks all of them at once;
+    otherwise each of its first four pieces' distance when within ``radius`` (``s1``…``s4``, ``r1``…``r4``)."""
+    pieces = [
+        f"CASE WHEN ST_DWithin(l.{layer}_pieces[{k}], p.p_m, {radius})\n"
+        f"                    THEN ST_Distance(l.{layer}_pieces[{k}], p.p_m) END AS {layer[0]}{k}"
+        for k in range(1, 5)
+    ]
+    return ",\n               ".join(
+        [
+            f"l.{layer}_codes",
+            f"CASE WHEN cardinality(l.{layer}_codes) > 4\n"
+            f"                    THEN (SELECT c.code FROM unnest(l.{layer}_codes, l.{layer}_pieces) c (code, piece)\n"
+            f"                          WHERE ST_DWithin(c.piece, p.p_m, {radius})"
+            " ORDER BY ST_Distance(c.piece, p.p_m), c.code\n"
+            f"                          LIMIT 1) END AS {layer}_beyond_four",
+            *pieces,
+        ]
+    )
+
+
+def _nearest(layer: str) -> str:
+    """The nearest piece's code of a layer of lines: the first of the least distance (least() returns one of them)."""
+    d = [f"m.{layer[0]}{k}" for k in range(1, 5)]
+    cases = " ".join(f"WHEN {d[k]} THEN m.{layer}_codes[{k + 1}]" for k in range(4))
+    least = ", ".join(d)
+    return f"coalesce(m.{layer}_beyond_four, CASE least({least})\n                   {cases} END) AS {layer}_code"
+
+
+UPGRADE = (
+    UPGRADE.replace("__STREET_MEASURES__", _measures("street", "street_m"))
+    .replace("__RIVER_MEASURES__", _measures("river", "river_m"))
+    .replace("__STREET_NEAREST__", _nearest("street"))
+    .replace("__RIVER_NEAREST__", _nearest("river"))
+)
 
 DOWNGRADE = """
 DROP FUNCTION IF EXISTS citygrid_import_chain(geometry[], timestamptz[], double precision, double precision,
