@@ -655,7 +655,7 @@ def import_stream(
         cur.execute("SAVEPOINT citygrid_import")
         # the stored rows are added to the map counts below, not written as a change each (map_counts.Tally)
         tally = map_counts.Tally()
-        cur.execute(*map_counts.Tally.counting(True))
+        tally.start(cur)
         if references.set_based:
             cur.execute("SELECT current_setting('session_replication_role')")
             replication_role = cur.fetchone()[0]
@@ -725,7 +725,6 @@ def import_stream(
             import_staging.drop(cur, staging, tables)
             report.inserted = report.duplicates = 0
             raise ImportRefused(_refusal(report), report=report)
-        cur.execute(*map_counts.Tally.counting(False))
         counting = time.perf_counter()
         tally.write(conn)
         report.seconds["map_counts"] = time.perf_counter() - counting
@@ -1056,7 +1055,9 @@ def _chunk_sql(staging: import_staging.Staging, checks: sql.Composed, chunk: int
                               || ' m from the nearest grid ' || c.nearest_grid_code
                               || ' (check the coordinates and their crs)' END AS error,
                g.code IS NOT NULL AND NOT g.taken AS code_free,
-               g.code, {good_prefix} AS code_prefix,
+               g.code,
+               CASE WHEN g.code IS NULL THEN (CAST(%(prefixes)s AS jsonb) ->> g.source)
+                    || to_char(g.reported_at AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDD') || '-' END AS code_prefix,
                g.source, g.item_code, g.status, g.description, g.address, g.photos, g.reported_at,
                coalesce(g.due_at, d.due_at) AS due_at, g.closed_at, g.deferred, g.satisfaction, g.reworks, g.geom,
                c.generation, c.grid_code, c.community_code, c.subdistrict_code, c.squad_code, c.grid_member_id,
@@ -1064,22 +1065,14 @@ def _chunk_sql(staging: import_staging.Staging, checks: sql.Composed, chunk: int
         FROM good g
         JOIN chain c ON c.row_no = g.n
         JOIN due d ON d.row_no = g.n
-        UNION ALL  -- the bad rows, with their own problem and nothing assigned
-        SELECT s.row_no, s.error, false, s.code, {bad_prefix}, s.source, s.item_code, s.status, s.description,
+        UNION ALL  -- the bad rows, with their own problem: nothing assigned, no code made (they are not stored)
+        SELECT s.row_no, s.error, false, s.code, NULL, s.source, s.item_code, s.status, s.description,
                s.address, s.photos, s.reported_at, s.due_at, s.closed_at, s.deferred, s.satisfaction, s.reworks,
                NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
         FROM rows s
         WHERE s.error IS NOT NULL
         """
-    ).format(checks=checks, good_prefix=_code_prefix("g"), bad_prefix=_code_prefix("s"))
-
-
-def _code_prefix(alias: str) -> sql.Composed:
-    """Compose the start of the case code made for a row of ``alias`` without one: prefix of its source, day."""
-    return sql.SQL(
-        "CASE WHEN {a}.code IS NULL THEN (CAST(%(prefixes)s AS jsonb) ->> {a}.source)"
-        " || to_char({a}.reported_at AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDD') || '-' END"
-    ).format(a=sql.Identifier(alias))
+    ).format(checks=checks)
 
 
 def _repeated(staging: import_staging.Staging, repeats: bool) -> sql.Composable:

@@ -279,14 +279,12 @@ def fold(engine: Engine) -> int:
 class Tally:
     """The incidents a bulk writer inserts, which it adds to the counts itself, in its own transaction.
 
-    An import sums its rows per point and kind (month, status, subdistrict, source) with each chunk's insert and
-    hands them to ``add``, which sums them per cell on a thread of its own while the next chunk is inserted;
-    ``write`` adds the sums to ``incident_map_counts`` before the import commits. Meanwhile its transaction sets
-    ``citygrid.map_counted`` (``counting``), so that the insert trigger writes no change rows for them
-    (migration 0014).
+    From ``start`` to ``write`` the writer's transaction sets ``citygrid.map_counted``, so that the insert trigger
+    writes no change rows for its inserts (migration 0014). An import sums its rows per point and kind (month,
+    status, subdistrict, source) with each chunk's insert and hands them to ``add``, which sums them per cell on
+    a thread of its own while the next chunk is inserted; ``write`` adds the sums to ``incident_map_counts``
+    before the import commits.
     """
-
-    SETTING = "citygrid.map_counted"
 
     def __init__(self) -> None:
         self._kinds: dict[tuple[date, str, str | None, str], int] = {}
@@ -295,32 +293,26 @@ class Tally:
         self._parts: list[Future[None]] = []
         self._found = np.zeros((0, 4), dtype=np.int64)
         self._sums = np.zeros(0, dtype=np.int64)
-        self.incidents = 0
 
     @staticmethod
-    def counting(on: bool) -> tuple[str, dict[str, str]]:
-        """Return the statement (and parameters) that says whether this transaction counts its own inserts."""
-        return "SELECT set_config(%(setting)s, %(value)s, true)", {
-            "setting": Tally.SETTING,
-            "value": "on" if on else "off",
-        }
+    def start(cur: Any) -> None:
+        """Say, for the transaction of ``cur`` (a DB-API cursor), that its inserts are counted by the writer."""
+        cur.execute("SELECT set_config('citygrid.map_counted', 'on', true)")
 
     def add(self, groups: list[tuple[date, str, str | None, str, bytes]]) -> None:
         """Take a chunk's points by kind: x and y as big-endian float8 pairs (``float8send(x) || float8send(y)``)."""
         if not groups:
             return
         kinds = [self._kinds.setdefault((g[0], g[1], g[2], g[3]), len(self._kinds)) for g in groups]
-        points = [g[4] for g in groups]
-        self.incidents += sum(len(p) // 16 for p in points)
-        self._parts.append(self._summing.submit(self._merge, kinds, points))
+        self._parts.append(self._summing.submit(self._merge, kinds, [g[4] for g in groups]))
 
-    def write(self, conn: Connection) -> int:
-        """Add what was taken to the counts in ``conn``'s transaction; return how many incidents that was."""
+    def write(self, conn: Connection) -> None:
+        """End what ``start`` said, and add what was taken to the counts, in ``conn``'s transaction."""
+        conn.execute(text("SELECT set_config('citygrid.map_counted', 'off', true)"))
         self._summing.shutdown()
         for part in self._parts:
             part.result()  # raises what a summing raised
         _upsert(conn, self._found, self._sums, {k: key for key, k in self._kinds.items()})
-        return self.incidents
 
     def _merge(self, kinds: list[int], points: list[bytes]) -> None:
         """Sum a chunk's points per cell and kind, one incident a point, into the running sums."""
