@@ -18,14 +18,17 @@ Create Date: 2026-11-28
 
 from alembic import op
 
-from spatial.migrate import earlier_function
+from spatial.migrate import earlier_function, revision_module
 
 revision = "0014"
 down_revision = "0013"
 branch_labels = None
 depends_on = None
 
-UPGRADE = """
+# What a change row holds of an incident, as 0013 writes it
+_COLUMNS: str = revision_module("0013_map_counts")._COLUMNS
+
+UPGRADE = f"""
 CREATE OR REPLACE FUNCTION citygrid_map_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     -- a writer that adds its own incidents to incident_map_counts (a bulk import) says so for its transaction
@@ -33,7 +36,7 @@ BEGIN
         RETURN NULL;
     END IF;
     INSERT INTO incident_map_changes (sign, x, y, reported_at, status, subdistrict_code, source)
-    SELECT 1, ST_X(n.geom), ST_Y(n.geom), n.reported_at, n.status, n.subdistrict_code, n.source FROM new_rows n;
+    SELECT 1, {_COLUMNS.format(t="n")} FROM new_rows n;
     RETURN NULL;
 END $$;
 """
