@@ -138,11 +138,13 @@ class CpuSampler:
         self._conn.autocommit = True
         self._every_s = every_s
         self._backends: dict[int, float] = {}
-        self._child: tuple[int, float] | None = None
+        self._child_pid: int | None = None
+        self._child: float | None = None
         self._stop = False
         self._thread: threading.Thread | None = None
 
     def start(self, child_pid: int | None = None) -> None:
+        """Start sampling, the backends and the process ``child_pid`` (if given)."""
         self._child_pid = child_pid
         self._thread = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
         self._thread.start()
@@ -153,7 +155,7 @@ class CpuSampler:
         if self._thread is not None:
             self._thread.join()
         self._conn.close()
-        return sorted(self._backends.values(), reverse=True), self._child[1] if self._child else None
+        return sorted(self._backends.values(), reverse=True), self._child
 
     def _run(self) -> None:
         with self._conn.cursor() as cur:
@@ -166,9 +168,7 @@ class CpuSampler:
                     if seconds is not None:
                         self._backends[pid] = seconds
                 if self._child_pid is not None:
-                    seconds = _cpu_seconds(self._child_pid)
-                    if seconds is not None:
-                        self._child = (self._child_pid, seconds)
+                    self._child = _cpu_seconds(self._child_pid) or self._child
                 time.sleep(self._every_s)
 
 
