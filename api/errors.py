@@ -5,6 +5,7 @@ The body is ``{code, message, detail}``: ``message`` says what was wrong and how
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -116,19 +117,23 @@ def validation_response(exc: RequestValidationError, *, code: str, status: int) 
     return JSONResponse(error_body(code, f"the request is not valid: {summary}", problems), status_code=status)
 
 
-def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+def _domain_error(_: Request | None, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CitygridError)
     return domain_response(exc)
 
 
-def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+def _validation_error(_: Request | None, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     return validation_response(exc, code="invalid_request", status=422)
 
 
-def _http_error(_: Request, exc: Exception) -> JSONResponse:
+def _http_error(_: Request | None, exc: Exception) -> JSONResponse:
     # Starlette's own refusals (an unknown path, a body it cannot parse) in the same {code, message, detail} form.
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 400 and isinstance(exc.__cause__, CitygridError):
+        # FastAPI turns whatever stopped it reading the body into this 400, a body streamed past its limit too
+        # (api.limits): answered as what it was
+        return domain_response(exc.__cause__)
     if exc.status_code == 400:  # FastAPI: "There was an error parsing the body", e.g. JSON that is not UTF-8
         return JSONResponse(
             error_body("invalid_request", f"the request body could not be read ({exc.detail}): send UTF-8 JSON"),
@@ -138,7 +143,7 @@ def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 
 
-def _database_down(_: Request, exc: Exception) -> JSONResponse:
+def _database_down(_: Request | None, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
     return database_down_response(exc)
 
@@ -158,7 +163,7 @@ def database_down_response(exc: DBAPIError) -> JSONResponse:
     raise exc
 
 
-def _nul_character(_: Request, exc: Exception) -> JSONResponse:
+def _nul_character(_: Request | None, exc: Exception) -> JSONResponse:
     # psycopg2 refuses a string holding NUL before sending it; PostgreSQL text cannot hold one either.
     if "NUL (0x00)" not in str(exc):
         raise exc
@@ -168,10 +173,27 @@ def _nul_character(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+HANDLERS: dict[type[Exception], Callable[[Request | None, Exception], JSONResponse]] = {
+    CitygridError: _domain_error,
+    RequestValidationError: _validation_error,
+    HTTPException: _http_error,
+    ValueError: _nul_character,
+    DBAPIError: _database_down,
+}
+
+
 def install(app: FastAPI) -> None:
     """Register the error handlers on ``app``."""
-    app.add_exception_handler(CitygridError, _domain_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(ValueError, _nul_character)
-    app.add_exception_handler(DBAPIError, _database_down)
+    for kind, handler in HANDLERS.items():
+        app.add_exception_handler(kind, handler)
+
+
+def error_response(exc: Exception) -> JSONResponse:
+    """Answer ``exc`` as the application's handlers would, for middleware that runs outside them; else re-raise.
+
+    The handler is found as Starlette finds it: the first class of the exception's MRO that has one.
+    """
+    handler = next((HANDLERS[kind] for kind in type(exc).__mro__ if kind in HANDLERS), None)
+    if handler is None:
+        raise exc
+    return handler(None, exc)

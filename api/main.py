@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = db.engine_for(settings.database)
     app.state.read_engine = db.engine_for(settings.database, autocommit=True)
     errors.install(app)
+    app.add_middleware(incidents.IntakeShortcut)  # added first, so inside the body limit: it reads the body
     app.add_middleware(BodyLimit, settings=settings.api)
     app.include_router(health.router)
     app.include_router(layers.router)

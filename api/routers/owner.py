@@ -10,17 +10,16 @@ from urllib.parse import parse_qsl
 import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.access import allow, caller_from
 from api.deps import EngineDep, SettingsDep
-from api.errors import UnsupportedMediaType, database_down_response, documented, domain_response
+from api.errors import UnsupportedMediaType, documented, error_response
 from spatial import access, owner, owner_batch
 from spatial.db import pooled_connection
-from spatial.errors import CitygridError, InvalidInput
+from spatial.errors import InvalidInput
 
 router = APIRouter(prefix="/v1/owner", tags=["owner"])
 
@@ -141,11 +140,8 @@ class OwnerLookupShortcut:
             return
         try:
             body = owner_body(_query_params(scope["query_string"]), Headers(scope=scope), scope["app"].state)
-        except CitygridError as exc:
-            await domain_response(exc)(scope, receive, send)
-            return
-        except DBAPIError as exc:
-            await database_down_response(exc)(scope, receive, send)
+        except Exception as exc:  # answered as the application's handlers answer it, or raised on
+            await error_response(exc)(scope, receive, send)
             return
         # The two ASGI messages built here: what a Response would send, without its per-request set-up.
         await send({"type": "http.response.start", "status": 200, "headers": [

@@ -77,6 +77,10 @@ def test_malformed_json_and_sql_looking_text(client: TestClient, keys: Keys, eng
     assert broken.status_code == 422 and "JSON decode error" in broken.json()["message"]
     wrong_shape = client.post("/v1/incidents", content=b"[1, 2]", headers=headers)
     assert wrong_shape.status_code == 422
+    as_text = client.post("/v1/incidents", content=json.dumps(GOOD), headers={**headers, "content-type": "text/plain"})
+    assert as_text.status_code == 422 and as_text.json()["detail"] == [  # only JSON is read as a report
+        {"where": "body", "problem": "Input should be a valid dictionary or object to extract fields from"}
+    ]
     injected = "'; DROP TABLE incidents; -- 占道 \" OR 1=1"
     stored = client.post("/v1/incidents", json={**GOOD, "description": injected, "address": injected}, headers=headers)
     assert stored.status_code == 201, stored.text
@@ -190,6 +194,19 @@ def test_size_and_feature_limits_are_settings(database_url: str, role_keys: Keys
         long_report = {**GOOD, "description": "x" * 5000}
         too_big = small.post("/v1/incidents", json=long_report, headers=role_keys.header("dispatcher"))
         assert too_big.status_code == 413 and "4 kB (CITYGRID_API_MAX_BODY_KB)" in too_big.json()["message"]
+
+        def report_chunks() -> Iterator[bytes]:  # a report streamed without Content-Length, past the limit
+            yield json.dumps({**GOOD, "description": ""})[:-2].encode()
+            for _ in range(10):
+                yield b"x" * 1000
+            yield b'"}'
+
+        report_headers = {**role_keys.header("dispatcher"), "content-type": "application/json"}
+        streamed = small.post("/v1/incidents", content=report_chunks(), headers=report_headers)
+        assert streamed.status_code == 413 and "4 kB (CITYGRID_API_MAX_BODY_KB)" in streamed.json()["message"]
+        assert streamed.json()["code"] == "payload_too_large"
+        moved = small.post("/v1/incidents/NONE/location", content=report_chunks(), headers=report_headers)
+        assert moved.status_code == 413 and "4 kB (CITYGRID_API_MAX_BODY_KB)" in moved.json()["message"]
 
         four = b"lon,lat\n" + b"104.2430,23.3680\n" * 4
         over = small.post("/v1/owner/batch", content=four, headers=headers)
