@@ -10,7 +10,7 @@ import json
 import math
 import zipfile
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
@@ -281,7 +281,7 @@ def test_cli_writes_the_file_and_its_totals_sidecar(settings, tmp_path: Path, un
         env={"DATABASE_URL": settings.database.url},
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    today = date.today().isoformat()
+    today = datetime.now(exports.CST).date().isoformat()  # files are named by their day in Beijing time
     path = tmp_path / f"违法建筑_卧龙街道_已拆除_{today}.gpkg"
     frame = gpd.read_file(path)
     sidecar = json.loads((tmp_path / f"{path.name}.totals.json").read_text(encoding="utf-8"))
