@@ -1008,60 +1008,64 @@ def _chunk_sql(staging: import_staging.Staging, checks: sql.Composed, chunk: int
                   WHERE error IS NULL) b
         ), good AS MATERIALIZED (
             -- the item's time limit comes with the checked row: a join here, on a table the planner has no
-            -- statistics for, was a nested loop over the catalogue per row. Whether the row's code is taken, and its
-            -- possible duplicate, are found here once per good row: as CTEs of their own they were joined to the
-            -- rest by row number after a sort of each (≈25 ms a sort of 50,000 rows)
-            SELECT p.*,
-                   p.code IS NOT NULL AND (SELECT codes_stored FROM gates)
-                   AND EXISTS (SELECT FROM incidents ex WHERE ex.code = p.code) AS taken,
-                   CASE WHEN %(flag_duplicates)s AND p.status NOT IN ('closed', 'rejected')
-                             AND (SELECT open_in_window FROM gates)
-                        THEN (
-                            -- the partial GiST index on open cases only (see the single intake): nearest first,
-                            -- then item and time; the row's point is projected once, not once per index condition
-                            SELECT near.id
-                            FROM (SELECT ST_Transform(p.geom, 4544) AS p_m OFFSET 0) pm
-                            CROSS JOIN LATERAL (
-                                SELECT o.id, o.item_code, o.reported_at FROM incidents o
-                                WHERE o.status NOT IN ('closed', 'rejected')
-                                  AND ST_DWithin(ST_Transform(o.geom, 4544), pm.p_m, %(radius)s)
-                                ORDER BY ST_Transform(o.geom, 4544) <-> pm.p_m
-                                LIMIT 100) near
-                            WHERE near.item_code = p.item_code
-                              AND near.reported_at BETWEEN p.reported_at - %(window)s AND p.reported_at + %(window)s
-                            LIMIT 1)
-                   END AS duplicate_of
+            -- statistics for, was a nested loop over the catalogue per row. n numbers the good rows for the arrays
+            -- of the chain, the due times and the probes, in any consistent order: ORDER BY row_no cost a sort
+            SELECT s.*, ST_SetSRID(ST_MakePoint(s.lon, s.lat), 4326) AS geom, row_number() OVER () AS n
+            FROM rows s
+            WHERE s.error IS NULL
+        ), probes AS MATERIALIZED (
+            -- whether a row's code is taken, and its possible duplicate, for the rows a gate leaves to probe: asked
+            -- in one call (0018) whose statement is planned to probe the indexes row by row, whatever the
+            -- statistics of incidents say; only the rows found come back. The arrays are aggregated in one pass,
+            -- with each row's n: the codes to look up, and the points, items and times of the open rows
+            SELECT pr.*
             FROM (
-                -- n numbers the good rows for the arrays of the chain and the due times, in any consistent order:
-                -- ORDER BY row_no cost a sort
-                SELECT s.*, ST_SetSRID(ST_MakePoint(s.lon, s.lat), 4326) AS geom, row_number() OVER () AS n
-                FROM rows s
-                WHERE s.error IS NULL
-            ) p
+                SELECT array_agg(q.n) FILTER (WHERE q.ask_code) AS code_ns,
+                       array_agg(q.code) FILTER (WHERE q.ask_code) AS codes,
+                       array_agg(q.n) FILTER (WHERE q.ask_duplicate) AS point_ns,
+                       array_agg(q.geom) FILTER (WHERE q.ask_duplicate) AS points,
+                       array_agg(q.item_code) FILTER (WHERE q.ask_duplicate) AS items,
+                       array_agg(q.reported_at) FILTER (WHERE q.ask_duplicate) AS ats
+                FROM (SELECT g.n, g.code, g.geom, g.item_code, g.reported_at,
+                             g.code IS NOT NULL AND (SELECT codes_stored FROM gates) AS ask_code,
+                             %(flag_duplicates)s AND g.status NOT IN ('closed', 'rejected')
+                             AND (SELECT open_in_window FROM gates) AS ask_duplicate
+                      FROM good g) q
+                WHERE q.ask_code OR q.ask_duplicate
+            ) a
+            CROSS JOIN citygrid_import_probes(a.code_ns, a.codes, a.point_ns, a.points, a.items, a.ats,
+                                              %(radius)s, %(window)s) pr
+            WHERE (SELECT codes_stored OR open_in_window FROM gates)
         ), chain AS MATERIALIZED (
             -- citygrid_owner_points' answers, only the columns stored here, ≈40 percent cheaper (0016)
             SELECT * FROM citygrid_import_chain(
                 (SELECT array_agg(geom ORDER BY n) FROM good), (SELECT array_agg(reported_at ORDER BY n) FROM good),
                 %(edge)s, %(outside)s, %(street)s, %(river)s)
         ), due AS MATERIALIZED (
-            SELECT * FROM citygrid_due_times(
+            -- with the probes' answers (few, usually none), joined to these narrow rows: joined to the good rows,
+            -- the planner hashed the good rows with their chain once more (≈80 ms of a chunk of 50,000 rows, read
+            -- with EXPLAIN ANALYZE)
+            SELECT d.row_no, d.due_at, pr.taken, pr.duplicate_of
+            FROM citygrid_due_times(
                 (SELECT array_agg(reported_at ORDER BY n) FROM good),
-                (SELECT array_agg(time_limit ORDER BY n) FROM good), (SELECT array_agg(time_unit ORDER BY n) FROM good))
+                (SELECT array_agg(time_limit ORDER BY n) FROM good),
+                (SELECT array_agg(time_unit ORDER BY n) FROM good)) d
+            LEFT JOIN probes pr ON pr.row_no = d.row_no
         )
         SELECT g.row_no,
-               CASE WHEN g.taken THEN 'code ' || g.code || ' already exists'
+               CASE WHEN d.taken THEN 'code ' || g.code || ' already exists'
                     WHEN c.grid_code IS NULL
                          THEN 'not covered: ' || round(c.distance_to_grid_m::numeric, 1)
                               || ' m from the nearest grid ' || c.nearest_grid_code
                               || ' (check the coordinates and their crs)' END AS error,
-               g.code IS NOT NULL AND NOT g.taken AS code_free,
+               g.code IS NOT NULL AND d.taken IS NOT TRUE AS code_free,
                g.code,
                CASE WHEN g.code IS NULL THEN (CAST(%(prefixes)s AS jsonb) ->> g.source)
                     || to_char(g.reported_at AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDD') || '-' END AS code_prefix,
                g.source, g.item_code, g.status, g.description, g.address, g.photos, g.reported_at,
                coalesce(g.due_at, d.due_at) AS due_at, g.closed_at, g.deferred, g.satisfaction, g.reworks, g.geom,
                c.generation, c.grid_code, c.community_code, c.subdistrict_code, c.squad_code, c.grid_member_id,
-               c.street_code, c.street_chief_id, c.river_code, c.river_chief_id, c.outside, g.duplicate_of
+               c.street_code, c.street_chief_id, c.river_code, c.river_chief_id, c.outside, d.duplicate_of
         FROM good g
         JOIN chain c ON c.row_no = g.n
         JOIN due d ON d.row_no = g.n

@@ -53,6 +53,7 @@ def test_upgrade_from_empty_downgrade_to_empty_and_up_again() -> None:
         "citygrid_import_column_times", "citygrid_import_column_numbers", "citygrid_import_time_shaped",
         "citygrid_map_inserted", "citygrid_map_updated", "citygrid_map_deleted", "citygrid_map_truncated",
         "citygrid_import_chain", "citygrid_import_joined_times", "citygrid_import_joined_numbers",
+        "citygrid_import_probes",
     }  # fmt: skip
     assert extensions == {"postgis", "btree_gist"}
     assert _schemas(url) == {"citygrid_import", "citygrid_cache"}  # import scratch tables (0005), map results (0006)
@@ -65,5 +66,5 @@ def test_upgrade_from_empty_downgrade_to_empty_and_up_again() -> None:
     engine = create_engine(url, poolclass=NullPool)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM catalogue_items")).scalar_one() == 147
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0017"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0018"
     engine.dispose()
