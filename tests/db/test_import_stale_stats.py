@@ -5,7 +5,7 @@ The bad state: a table of a page or so, ANALYZEd (with one case, or with none al
 case the file's gates see. Planned against it, the duplicate probe was a sequential scan and a sort per row,
 and the code probe a sequential scan; while a helper runs such a chunk, the importing transaction fills the
 table with the chunks before it, and each of those per-row scans reads them all (one 50,000-row chunk took 70 s
-instead of 1.7). The plans are read as the import runs its chunk statement (``intake._chunk_sql``), with those
+instead of 1.8). The plans are read as the import runs its chunk statement (``intake._chunk_sql``), with those
 of the statements it calls (auto_explain, JSON, with the number of times each probe ran).
 """
 

@@ -11,7 +11,7 @@ stored case, ANALYZEd; or a page with no live row, ANALYZEd as empty), the dupli
 scan and a sort per row (cost 77 against 84 for the index, for the one row the planner believed in) and the
 code probe a sequential scan per row, and each of those scans read every page the import had added since:
 the 500,000-row file of the intake benchmark, imported on 2 helpers into a table holding one open case in
-the third chunk's window, took 88 s instead of 20; that chunk alone 70 s instead of 1.7.
+the third chunk's window, took 88 s instead of 21; that chunk alone 70 s instead of 1.8.
 
 So the probes run in ``citygrid_import_probes``, called once per chunk with the rows to probe as arrays, and
 planned with sequential scans, bitmap scans and sorts off (its SET clauses: for its own statement only). The
@@ -22,9 +22,14 @@ for the whole chunk statement (SET LOCAL on the helper) would also re-plan ``cit
 query went from hash joins to 50,000 index probes of grid_chain_periods and duties, 398 → 896 ms a chunk. An
 ANALYZE by the import would not help: the table is as small as its statistics say when the chunk is planned.
 
-Same ready rows as before on chunks of the benchmark file (errors and possible duplicates compared). The cost
-on a healthy table (500,000 cases, ANALYZEd; backend CPU of a 50,000-row chunk, 30 runs interleaved with the
-former statement on a shared 2-core machine, whose noise is ±5 percent): __COST__
+Same ready rows as before on chunks of the benchmark file (each row's error and possible duplicate compared).
+The cost on a healthy table (500,000 cases, ANALYZEd), backend CPU of a 50,000-row chunk, least and mean of the
+lowest quarter of 30 runs interleaved with the former statement: no gate open 0.96 → 0.98 and 0.97 → 1.01 s
+(no call; other runs of this comparison: -1 to +2 percent); open cases in the window, none near 1.07 → 1.13
+and 1.10 → 1.15 s; stored codes in the chunk's range too 1.19 → 1.22 and 1.21 → 1.24 s; 9,833 possible
+duplicates found 1.20 → 1.26 and 1.23 → 1.29 s. So 2 to 6 percent where a gate opens, on a shared 2-core
+machine where repeated comparisons moved by up to 4 points; most of it is the arrays and the join of the
+answers, not the probes (50,000 code and 10,000 duplicate probes alone: 0.44 s inline, 0.37 s in the call).
 
 Revision ID: 0018
 Revises: 0017
