@@ -15,11 +15,12 @@ from pydantic import BaseModel, Field
 from sqlalchemy.engine import Connection
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from api.access import KeyDep, allow, secret_in
 from api.deps import ConnectionDep, EngineDep, ReadEngineDep, SettingsDep
 from api.errors import documented, error_response
+from api.shortcut import Shortcut, send_json
 from api.uploads import uploaded
 from spatial import access, intake, keys, workflow
 from spatial.errors import CitygridError, InvalidInput, Unauthorized
@@ -146,30 +147,21 @@ def store_report(
     return 201 if result.created else 200, headers, payload.encode()
 
 
-class IntakeShortcut:
-    """ASGI middleware: a JSON report to POST /v1/incidents stored past FastAPI's routing and request machinery.
+class IntakeShortcut(Shortcut):
+    """A JSON report to POST /v1/incidents stored past FastAPI's routing and request machinery (``api.shortcut``).
 
-    Why: the intake is the system's busiest write (the hotline, grid members, citizens' apps), and Starlette's
-    route matching over every route, FastAPI's dependency solving and its body handling cost a worker about as
-    much Python time as the rest of the request (measured with benchmarks/intake.py). The body is read and
+    The intake is the system's busiest write (the hotline, grid members, citizens' apps); FastAPI's routing,
+    dependency solving and body handling cost a worker about as much Python time as the rest of the request
+    (measured with benchmarks/intake.py). The body is read and
     checked as the route reads it (``json.loads``, then ``IncidentIn``); one that is not a valid report, or is
     not sent as JSON, goes on to the route unchanged, so every refusal of a body is the route's own. The key is
     checked on the connection that then stores the case (the route checks it on a connection of its own).
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    method, path = "POST", router.prefix
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Store a report here; pass anything else, and any body this does not take, to the application."""
-        if (
-            scope["type"] != "http"
-            or scope["path"] != router.prefix
-            or scope["method"] != "POST"
-            or scope.get("root_path")
-        ):
-            await self.app(scope, receive, send)
-            return
+    async def answer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Store a report; pass a body this does not take to the application."""
         headers = Headers(scope=scope)
         content_type = headers.get("content-type")
         if content_type is not None and content_type.partition(";")[0].strip().lower() != "application/json":
@@ -204,12 +196,7 @@ class IntakeShortcut:
         except Exception as exc:  # answered as the application's handlers answer it, or raised on
             await error_response(exc)(scope, receive, send)
             return
-        # The two ASGI messages built here: what a Response would send, without its per-request set-up.
-        await send({"type": "http.response.start", "status": status, "headers": [
-            (b"content-length", str(len(payload)).encode()), (b"content-type", b"application/json"),
-            *((name.lower().encode(), value.encode()) for name, value in extra.items()),
-        ]})  # fmt: skip
-        await send({"type": "http.response.body", "body": payload})
+        await send_json(send, payload, status=status, headers=extra)
 
 
 def _replaying(body: bytes, receive: Receive) -> Receive:
