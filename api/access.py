@@ -14,6 +14,8 @@ from fastapi import Depends, FastAPI, Request, Security
 from fastapi.openapi.utils import get_openapi
 from fastapi.security import APIKeyHeader
 from sqlalchemy import Engine
+from sqlalchemy.engine import Connection
+from sqlalchemy.pool import PoolProxiedConnection
 
 from api.errors import documented
 from spatial import keys
@@ -66,9 +68,19 @@ async def caller(request: Request, _: Annotated[str | None, Security(KEY_HEADER)
 
 async def key_holder(request: Request, _: Annotated[str | None, Security(KEY_HEADER)] = None) -> ApiKey:
     """Return the caller of a request that needs a key; raise Unauthorized (401) without one."""
-    if secret_in(request.headers) is None:
+    conn = pooled_connection(request.app.state.read_engine)
+    try:
+        return key_holder_on(request.headers, conn)
+    finally:
+        conn.close()
+
+
+def key_holder_on(headers: Mapping[str, str], conn: Connection | PoolProxiedConnection) -> ApiKey:
+    """Return the holder of the key ``headers`` send, checked on ``conn``; raise Unauthorized (401) without one."""
+    secret = secret_in(headers)
+    if secret is None:
         raise Unauthorized(keys.MISSING_KEY)
-    return caller_from(request.headers, request.app.state.read_engine)
+    return keys.authenticate(conn, secret)
 
 
 CallerDep = Annotated[ApiKey, Depends(caller)]

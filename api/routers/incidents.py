@@ -17,13 +17,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import Message, Receive, Scope, Send
 
-from api.access import KeyDep, allow, secret_in
+from api.access import KeyDep, allow, key_holder_on
 from api.deps import ConnectionDep, EngineDep, ReadEngineDep, SettingsDep
 from api.errors import documented, error_response
 from api.shortcut import Shortcut, send_json
 from api.uploads import uploaded
-from spatial import access, intake, keys, workflow
-from spatial.errors import CitygridError, InvalidInput, Unauthorized
+from spatial import access, intake, workflow
+from spatial.errors import CitygridError, InvalidInput
 from spatial.keys import ApiKey
 from spatial.layers.incidents import SOURCES, STATUSES
 from spatial.settings import Settings
@@ -187,11 +187,8 @@ class IntakeShortcut(Shortcut):
             return
         state = scope["app"].state
         try:
-            secret = secret_in(headers)
-            if secret is None:
-                raise Unauthorized(keys.MISSING_KEY)
             with state.read_engine.connect() as conn:
-                key = keys.authenticate(conn, secret)
+                key = key_holder_on(headers, conn)
                 status, extra, payload = store_report(conn, report, key, headers.get("idempotency-key"), state.settings)
         except Exception as exc:  # answered as the application's handlers answer it, or raised on
             await error_response(exc)(scope, receive, send)
