@@ -9,6 +9,7 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -143,8 +144,8 @@ def store_report(
     headers = {"Location": f"/v1/incidents/{result.case['code']}"}
     if not result.created:
         headers["Idempotent-Replayed"] = "true"
-    payload = json.dumps(access.case_for_caller(key, result.case), ensure_ascii=False, separators=(",", ":"))
-    return 201 if result.created else 200, headers, payload.encode()
+    # orjson: compact UTF-8 JSON, as json.dumps(ensure_ascii=False) writes it, several times faster
+    return 201 if result.created else 200, headers, orjson.dumps(access.case_for_caller(key, result.case))
 
 
 class IntakeShortcut(Shortcut):
