@@ -414,11 +414,23 @@ def list_cases(
     return [case_dict(r, now=now) for r in rows], matched
 
 
+# A moment "from the future" by less than this is a difference between two clocks, not a mistake.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
 def _checked_moment(at: datetime | None) -> datetime:
+    """Return when a step happened: ``at``, or now; refuse a moment without a time zone or in the future."""
+    now = datetime.now(UTC)
     if at is None:
-        return datetime.now(UTC)
+        return now
     if at.tzinfo is None:
         raise InvalidInput(f"at={at.isoformat()} has no time zone: add one, e.g. 2017-05-01T09:00:00+08:00")
+    if at > now + CLOCK_SKEW:
+        # a step dated ahead would also hold back every later one, which must not come before it
+        raise InvalidInput(
+            f"at={at.isoformat()} is in the future: a step is recorded when it happened; check the clock, "
+            "or leave at out to mean now"
+        )
     return at
 
 
@@ -473,13 +485,26 @@ def _lock(conn: Connection, code: str, key: ApiKey) -> Any:
     return row
 
 
-def _not_before(row: Any, moment: datetime) -> None:
+def _in_order(row: Any, moment: datetime, *, given: bool) -> datetime:
+    """Return the moment a step of the case in ``row`` is recorded at: not before its report or its last step.
+
+    A step given no time (``given`` False) that would come before a last step dated ahead of this clock by less
+    than CLOCK_SKEW (another writer's clock) is recorded at that last step's time instead.
+    """
     earliest = max(t for t in (row.reported_at, row.last_at) if t is not None)
-    if moment < earliest:
+    if moment >= earliest:
+        return moment
+    if not given and earliest - moment <= CLOCK_SKEW:
+        return earliest
+    if not given:
         raise InvalidInput(
-            f"at={moment.isoformat()} is before the case's last step ({earliest.isoformat()}): "
-            "steps are recorded in order; leave at out to mean now"
+            f"the case's last step is recorded at {earliest.isoformat()}, after now ({moment.isoformat()}): "
+            "steps are recorded in order; check this server's clock"
         )
+    raise InvalidInput(
+        f"at={moment.isoformat()} is before the case's last step ({earliest.isoformat()}): "
+        "steps are recorded in order; leave at out to mean now"
+    )
 
 
 def transition(
@@ -528,8 +553,7 @@ def transition(
         raise InvalidInput(f"satisfaction belongs to evaluate, not to {action}: leave it out")
     if action in NOTE_REQUIRED and not note.strip():
         raise InvalidInput(f"{action} ({step.label_zh}) needs a note saying why, e.g. what the check found")
-    moment = _checked_moment(at)
-    _not_before(row, moment)
+    moment = _in_order(row, _checked_moment(at), given=at is not None)
     conn.execute(
         _TRANSITION,
         {
@@ -611,8 +635,7 @@ def move_case(
     key.require_role("dispatcher", "grid_member", "squad", doing="move a case's point")
     if row.status in CLOSED_STATUSES:
         raise Conflict(f"case {code} is {row.status}: only open cases are moved; its record stays as it was")
-    moment = _checked_moment(at)
-    _not_before(row, moment)
+    moment = _in_order(row, _checked_moment(at), given=at is not None)
     point = locate(x, y, crs)
     if outside_zone(point):
         refuse_uncovered(conn, x, y, crs, row.reported_at, rules)

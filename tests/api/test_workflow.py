@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -172,6 +173,48 @@ def test_steps_need_their_notes_and_come_in_order(client: TestClient, keys: Keys
     assert step(client, keys, code, "evaluate").status_code == 422  # satisfaction is required
     assert step(client, keys, code, "evaluate", satisfaction="delighted").status_code == 422
     assert client.post("/v1/incidents/RX1999-000001/register", json={}, headers=keys.header("admin")).status_code == 404
+
+
+def test_a_step_dated_in_the_future_is_refused_and_the_case_goes_on(client: TestClient, keys: Keys) -> None:
+    """A step dated ahead would hold back every later one (they come in order): it is refused, as a report is."""
+    code = new_case(client, keys, 41)
+    ahead = step(client, keys, code, "register", at="2030-05-01T10:00:00+08:00")
+    assert ahead.status_code == 422
+    assert ahead.json()["message"] == (
+        "at=2030-05-01T10:00:00+08:00 is in the future: a step is recorded when it happened; check the clock, "
+        "or leave at out to mean now"
+    )
+    moved = client.post(
+        f"/v1/incidents/{code}/location",
+        json={"lon": GRID_2[0], "lat": GRID_2[1], "reason": "re-measured", "at": "2030-05-01T10:00:00+08:00"},
+        headers=keys.header("grid_member"),
+    )
+    assert moved.status_code == 422 and "is in the future" in moved.json()["message"]
+    assert [step(client, keys, code, action).status_code for action in ("register", "dispatch")] == [200, 200]
+
+
+def test_a_step_given_no_time_follows_a_last_step_a_little_ahead_of_this_clock(
+    client: TestClient, keys: Keys, engine: Engine
+) -> None:
+    """Another writer's clock a minute ahead: the next step, given no time, is recorded at that step's time."""
+    code = new_case(client, keys, 42)
+    ahead = datetime.now(UTC) + timedelta(minutes=1)
+    assert step(client, keys, code, "register", at=ahead.isoformat()).status_code == 200
+    dispatched = step(client, keys, code, "dispatch")
+    assert dispatched.status_code == 200, dispatched.text
+    with engine.connect() as conn:
+        times = (
+            conn.execute(
+                text(
+                    "SELECT e.at FROM incident_events e JOIN incidents i ON i.id = e.incident_id"
+                    " WHERE i.code = :code AND e.action IN ('register', 'dispatch') ORDER BY e.id"
+                ),
+                {"code": code},
+            )
+            .scalars()
+            .all()
+        )
+    assert times == [ahead, ahead]
 
 
 def test_moving_a_point_across_a_grid_boundary_reassigns_the_case_and_says_why(
