@@ -70,20 +70,24 @@ class Period:
         return {"label": self.label, "from": self.start.isoformat(), "to": self.end.isoformat()}
 
 
+# The years a period may lie in (a year such as 9999 or 0000 is a typing slip, and its end no date)
+FIRST_YEAR, LAST_YEAR = 1900, 2100
+
+
 def parse_period(label: str) -> Period:
     """Parse 2017, 2017H1, 2017Q2 or 2017-05 into a Period; raise InvalidInput with examples otherwise."""
     text_ = label.strip().upper()
     if match := re.fullmatch(r"(\d{4})", text_):
-        year = int(match.group(1))
+        year = _checked_year(label, int(match.group(1)))
         return Period(text_, datetime(year, 1, 1, tzinfo=CST), datetime(year + 1, 1, 1, tzinfo=CST))
     if match := re.fullmatch(r"(\d{4})H([12])", text_):
-        year, half = int(match.group(1)), int(match.group(2))
+        year, half = _checked_year(label, int(match.group(1))), int(match.group(2))
         return Period(text_, _month_start(year, 6 * half - 5), _month_start(year, 6 * half + 1))
     if match := re.fullmatch(r"(\d{4})Q([1-4])", text_):
-        year, quarter = int(match.group(1)), int(match.group(2))
+        year, quarter = _checked_year(label, int(match.group(1))), int(match.group(2))
         return Period(text_, _month_start(year, 3 * quarter - 2), _month_start(year, 3 * quarter + 1))
     if match := re.fullmatch(r"(\d{4})-(\d{2})", text_):
-        year, month = int(match.group(1)), int(match.group(2))
+        year, month = _checked_year(label, int(match.group(1))), int(match.group(2))
         if 1 <= month <= 12:
             return Period(text_, _month_start(year, month), _month_start(year, month + 1))
     raise InvalidInput(
@@ -95,6 +99,13 @@ def _month_start(year: int, month: int) -> datetime:
     year += (month - 1) // 12
     month = (month - 1) % 12 + 1
     return datetime(year, month, 1, tzinfo=CST)
+
+
+def _checked_year(label: str, year: int) -> int:
+    """Return ``year`` if a period in it can be counted (its end too); raise InvalidInput otherwise."""
+    if not FIRST_YEAR <= year <= LAST_YEAR:
+        raise InvalidInput(f"period {label!r} is in the year {year}: give a year from {FIRST_YEAR} to {LAST_YEAR}")
+    return year
 
 
 def parse_quarter(label: str) -> Period:

@@ -112,3 +112,11 @@ def test_bad_periods_and_units_say_what_to_give(planner_client: TestClient) -> N
     assert planner_client.get("/v1/kpi", params={"period": "2017", "source": "radio"}).status_code == 422
     not_quarter = planner_client.get("/v1/kpi/pk", params={"quarter": "2017H1"})
     assert not_quarter.status_code == 422 and "not a quarter" in not_quarter.json()["message"]
+    for period in ("9999", "9999Q4", "9999-12", "9999H2", "0000"):
+        slip = planner_client.get("/v1/kpi", params={"period": period})
+        assert slip.status_code == 422, (period, slip.text)
+        assert slip.json()["message"] == (
+            f"period {period!r} is in the year {int(period[:4])}: give a year from 1900 to 2100"
+        )
+    assert planner_client.get("/v1/kpi/pk", params={"quarter": "9999Q4"}).status_code == 422
+    assert planner_client.get("/v1/kpi", params={"period": "2100Q4"}).status_code == 200
