@@ -56,6 +56,8 @@ VALUE_REFUSED = {
     "22003": "a number in the request is out of range",  # an offset of 10^22
     "22008": "a date or time in the request is out of range",  # the year 300000
     "22009": "a time zone offset in the request is out of range (PostgreSQL takes at most ±15:59)",
+    # JSON (jsonb) cannot hold the character \u0000 that a JSON text may spell
+    "22P05": "a text in the request contains a NUL (\\u0000) character, which cannot be stored: remove it",
 }
 
 

@@ -10,6 +10,7 @@ lands ≈365 m off if read as WGS-84) and the item's time limit, shown for infor
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -288,4 +289,9 @@ def _fill(element: ET.Element, name: str, value: Any) -> None:
     elif isinstance(value, bool):
         element.text = "true" if value else "false"
     else:
-        element.text = str(value)
+        # XML 1.0 cannot carry most control characters even escaped: one in a description (a reporter's app
+        # may send it) would make the whole list unreadable, so each is shown as U+FFFD
+        element.text = _NOT_XML.sub("\ufffd", str(value))
+
+
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
+import orjson
 from fastapi import APIRouter, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -19,7 +20,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from api.access import ROLES_EXTENSION, allow
-from api.errors import STATUS
+from api.errors import STATUS, error_response
 from spatial import keys, open311
 from spatial.errors import CitygridError, Forbidden, InvalidInput, NotFound, Unauthorized
 
@@ -63,6 +64,13 @@ class Open311Route(APIRoute):
             except RequestValidationError as exc:
                 problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
                 return render(request, "errors", open311.errors(400, f"bad request: {problems}"), 400)
+            except Exception as exc:  # a value the database refuses (a NUL, a number out of range): a 4xx too
+                answer = error_response(exc)  # re-raises what the application does not answer itself
+                if answer.status_code >= 500:
+                    return answer  # the database is down: the 503 with Retry-After
+                status = 400 if answer.status_code == 422 else answer.status_code  # the spec's "bad request"
+                message = orjson.loads(answer.body)["message"]
+                return render(request, "errors", open311.errors(status, message), status)
 
         return wrapped
 

@@ -207,3 +207,37 @@ def test_errors_take_the_specs_form(client: TestClient, keys: Keys) -> None:
     assert both(client, "requests/RX1999-000001", "errors.json", expect=404)[0]["code"] == 404
     wrong_format = client.get(f"{BASE}/services.csv")
     assert wrong_format.status_code == 404 and wrong_format.json()[0]["code"] == 404
+
+
+def test_control_characters_and_nul_in_a_report(client: TestClient, keys: Keys) -> None:
+    """A control character in a description is shown as U+FFFD in XML (which cannot carry it), not a broken list;
+    a NUL, which the database cannot store, is a bad request in the spec's form."""
+    form = {
+        "api_key": keys.secrets["public"], "service_code": "0201", "lat": str(GRID_2[1]), "long": str(GRID_2[0]),
+        "description": "控制\x01字符\x1f",
+    }  # fmt: skip
+    posted = client.post(f"{BASE}/requests.json", data=form)
+    assert posted.status_code == 201, posted.text
+    code = posted.json()[0]["service_request_id"]
+    assert client.get(f"{BASE}/requests/{code}.json").json()[0]["description"] == "控制\x01字符\x1f"
+    [as_xml] = from_xml(client.get(f"{BASE}/requests/{code}.xml").content)  # well-formed: it parses
+    assert as_xml["description"] == "控制\ufffd字符\ufffd"
+    listed = client.get(f"{BASE}/requests.xml", params={"service_request_id": code})
+    assert [r["service_request_id"] for r in from_xml(listed.content)] == [code]
+
+    for field in ("first_name", "email", "description"):
+        nul = client.post(f"{BASE}/requests.json", data={**form, field: "a\x00b"})
+        assert nul.status_code == 400, (field, nul.text)
+        validate(nul.json(), "errors.json")
+        assert "NUL" in nul.json()[0]["description"]
+    in_reporter = client.post(
+        "/v1/incidents",
+        json={"lon": GRID_2[0], "lat": GRID_2[1], "item_code": "0201", "source": "hotline",
+              "reporter": {"name": "a\u0000b"}},
+        headers=keys.header("dispatcher"),
+    )  # fmt: skip
+    assert in_reporter.status_code == 422, in_reporter.text
+    assert in_reporter.json()["message"] == (
+        "a text in the request contains a NUL (\\u0000) character, which cannot be stored: remove it"
+        " (unsupported Unicode escape sequence)"
+    )
