@@ -359,7 +359,7 @@ class CaseFilter:
     subdistrict_code: str | None = None
     community_code: str | None = None
     grid_code: str | None = None
-    overdue_at: datetime | None = None  # open cases whose due time has passed at this moment
+    overdue_at: datetime | None = None  # cases open at this moment whose due time had passed
     reported_from: datetime | None = None
     reported_to: datetime | None = None
     codes: tuple[str, ...] = ()
@@ -380,7 +380,15 @@ class CaseFilter:
                 parts.append(f"i.{name} = :{name}")
                 params[name] = value
         if self.overdue_at is not None:
-            parts.append(f"{_OPEN} AND i.due_at < :overdue_at")
+            if self.overdue_at >= datetime.now(UTC):
+                # every case closed so far was closed before this moment: the partial index of open cases
+                parts.append(f"{_OPEN} AND i.due_at < :overdue_at")
+            else:
+                # a moment past: the cases open then (reported, and not yet closed), whatever they are now
+                parts.append(
+                    "i.due_at < :overdue_at AND i.reported_at <= :overdue_at AND i.status <> 'rejected'"
+                    " AND (i.closed_at IS NULL OR i.closed_at > :overdue_at)"
+                )
             params["overdue_at"] = self.overdue_at
         if self.reported_from is not None:
             parts.append("i.reported_at >= :reported_from")

@@ -283,7 +283,7 @@ def list_incidents(
     subdistrict_code: str | None = None,
     community_code: str | None = None,
     grid_code: str | None = None,
-    overdue: Annotated[bool, Query(description="only open cases past their due time")] = False,
+    overdue: Annotated[bool, Query(description="only cases past their due time and still open at `at`")] = False,
     at: Annotated[datetime | None, Query(description="the moment 'overdue' is judged at (default: now)")] = None,
     reported_from: datetime | None = None,
     reported_to: datetime | None = None,
