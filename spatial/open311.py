@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 
 from spatial.catalogue import ITEMS, category, item
 from spatial.errors import InvalidInput, NotFound
-from spatial.intake import Report, create_incident
+from spatial.intake import ITEM_CODES, Report, create_incident
 from spatial.keys import ApiKey
 from spatial.settings import OwnerSettings
 from spatial.workflow import CLOSED_STATUSES, OPEN_STATUSES, CaseFilter, list_cases
@@ -32,6 +32,14 @@ MAX_SPAN = timedelta(days=90)  # the spec's limit on a start_date/end_date range
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 UNITS_ZH = {"working_hours": "个工作小时", "working_days": "个工作日"}
+
+
+def _unit_en(count: int, unit: str) -> str:
+    """Return a time limit's unit in English, singular for one: 1 working day, 2 working hours."""
+    words = unit.replace("_", " ")
+    return words.removesuffix("s") if count == 1 else words
+
+
 COORDINATE_SYSTEMS = (
     ("wgs84", "WGS-84 (GPS, the Open311 default)"),
     ("gcj02", "GCJ-02 (高德, 腾讯, 微信 maps)"),
@@ -82,10 +90,12 @@ def service_definition(service_code: str) -> dict[str, Any]:
                 "code": "coordinate_system",
                 "datatype": "singlevaluelist",
                 "required": False,
-                "datatype_description": "the system lat and long are in (default wgs84)",
+                "datatype_description": "lat、long 的坐标系（默认 wgs84）/ "
+                "the system lat and long are in (default wgs84)",
                 "order": 1,
-                "description": "Phones and web maps in China give GCJ-02 or BD-09: say which, or the point lands "
-                "hundreds of metres away",
+                "description": "国内手机和网络地图给出的坐标多为 GCJ-02 或 BD-09，请注明，否则位置会偏离数百米 / "
+                "Phones and web maps in China give GCJ-02 or BD-09: say which, or the point lands hundreds of "
+                "metres away",
                 "values": [{"key": key, "name": name} for key, name in COORDINATE_SYSTEMS],
             },
             {
@@ -95,8 +105,8 @@ def service_definition(service_code: str) -> dict[str, Any]:
                 "required": False,
                 "datatype_description": None,
                 "order": 2,
-                "description": f"处置时限 time limit: {it.time_limit} {it.time_unit.replace('_', ' ')} "
-                "on the official working calendar",
+                "description": f"处置时限 {it.time_limit} {UNITS_ZH[it.time_unit]}（按国家法定工作日历）/ time limit: "
+                f"{it.time_limit} {_unit_en(it.time_limit, it.time_unit)} on the official working calendar",
             },
         ],
     }
@@ -125,6 +135,10 @@ def create_request(conn: Connection, request: NewRequest, *, key: ApiKey, rules:
     """Create a case from an Open311 request; return the spec's answer (id, token, notice)."""
     if not request.service_code:
         raise InvalidInput("service_code is required: GET services.json lists them")
+    if request.service_code not in ITEM_CODES:
+        raise InvalidInput(
+            f"service_code {request.service_code!r} is not one of the 147 catalogue items: GET services.json lists them"
+        )
     if request.lat is None or request.long is None:
         raise InvalidInput("lat and long are required: this city locates every request by its point")
     reporter = {
@@ -181,10 +195,17 @@ def _local(iso: str | None) -> str | None:
     return datetime.fromisoformat(iso).astimezone(CST).replace(microsecond=0).isoformat()
 
 
+def _place(subdistrict: str | None, community: str | None, grid: str | None) -> str:
+    """Return subdistrict, community and grid names as one address, the community once (grids often repeat it)."""
+    if community and grid and grid.startswith(community):
+        community = None
+    return "".join(name for name in (subdistrict, community, grid) if name)
+
+
 def as_request(case: dict[str, Any]) -> dict[str, Any]:
     """Return a case as an Open311 service request."""
     status = "closed" if case["status"] in CLOSED_STATUSES else "open"
-    place = "".join(p for p in (case["subdistrict"]["name"], case["community"]["name"], case["grid"]["name"]) if p)
+    place = _place(case["subdistrict"]["name"], case["community"]["name"], case["grid"]["name"])
     notice = f"网格员 {case['grid_member']['name']}" if case["grid_member"] else None
     return {
         "service_request_id": case["code"],

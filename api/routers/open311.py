@@ -170,6 +170,11 @@ async def post_request(request: Request, format: Format) -> Response:  # noqa: A
     _check_format(format)
     fields = dict(request.query_params)
     body = await request.body()
+    if body and request.headers.get("content-type", "").partition(";")[0].strip().lower().endswith("json"):
+        raise InvalidInput(
+            "the request is read as a form (application/x-www-form-urlencoded), as GeoReport v2 posts it, not JSON: "
+            "send api_key, service_code, lat, long … as form fields"
+        )
     if body:
         try:
             fields.update(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
@@ -194,6 +199,9 @@ async def post_request(request: Request, format: Format) -> Response:  # noqa: A
     secret = fields.get("api_key") or request.headers.get("x-api-key")
     engine = request.app.state.engine
     settings = request.app.state.settings
+
+    if not secret:
+        raise Unauthorized("api_key is required: send the key this city gave your application as the api_key field")
 
     def create() -> list[dict[str, Any]]:
         with engine.begin() as conn:

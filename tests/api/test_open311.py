@@ -119,7 +119,9 @@ def test_a_service_definition_names_its_attributes(client: TestClient) -> None:
     assert definition["service_code"] == "0508"
     assert [a["code"] for a in definition["attributes"]] == ["coordinate_system", "time_limit"]
     assert [v["key"] for v in definition["attributes"][0]["values"]] == ["wgs84", "gcj02", "bd09", "cgcs2000"]
-    assert "1 working days" in definition["attributes"][1]["description"]
+    assert definition["attributes"][1]["description"] == (
+        "处置时限 1 个工作日（按国家法定工作日历）/ time limit: 1 working day on the official working calendar"
+    )
     errors = both(client, "services/9999", "errors.json", expect=404)
     assert errors[0]["code"] == 404 and "9999" in errors[0]["description"]
 
@@ -149,6 +151,7 @@ def test_a_posted_request_is_a_case_with_its_chain_and_reads_back(client: TestCl
     assert request["status"] == "open"
     assert request["service_code"] == "0508" and request["service_name"] == "占道经营"
     assert request["address_id"] == "532601001001002"
+    assert request["address"] == "开化街道东风社区第2网格"  # the grid's name holds its community's
     assert request["agency_responsible"] == "开化街道城管执法中队"
     assert request["lat"] == pytest.approx(GRID_2[1], abs=1e-7) and request["long"] == pytest.approx(
         GRID_2[0], abs=1e-7
@@ -185,6 +188,12 @@ def test_errors_take_the_specs_form(client: TestClient, keys: Keys) -> None:
     no_key = client.post(f"{BASE}/requests.json", data=form)
     assert no_key.status_code == 403
     validate(no_key.json(), "errors.json")
+    assert no_key.json()[0]["description"] == (
+        "api_key is required: send the key this city gave your application as the api_key field"
+    )
+    as_json = client.post(f"{BASE}/requests.json", json={**form, "api_key": keys.secrets["public"]})
+    assert as_json.status_code == 400
+    assert as_json.json()[0]["description"].startswith("the request is read as a form")
     bad_key = client.post(f"{BASE}/requests.xml", data={**form, "api_key": "cg_nope"})
     assert bad_key.status_code == 403
     validate(from_xml(bad_key.content), "errors.json")
