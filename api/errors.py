@@ -114,9 +114,16 @@ def domain_response(exc: CitygridError, *, invalid_status: int = 422) -> JSONRes
 
 def validation_response(exc: RequestValidationError, *, code: str, status: int) -> JSONResponse:
     """Return the response for request parameters FastAPI refused, naming each problem and where it is."""
-    problems = [{"where": ".".join(str(p) for p in err["loc"]), "problem": err["msg"]} for err in exc.errors()]
+    problems = [{"where": ".".join(str(p) for p in err["loc"]), "problem": _problem(err)} for err in exc.errors()]
     summary = "; ".join(f"{p['where']}: {p['problem']}" for p in problems)
     return JSONResponse(error_body(code, f"the request is not valid: {summary}", problems), status_code=status)
+
+
+def _problem(err: dict[str, Any]) -> str:
+    """Return what pydantic found wrong, with the likely cause when a JSON body arrived as text."""
+    if tuple(err["loc"]) == ("body",) and isinstance(err.get("input"), str | bytes):
+        return f"{err['msg']}; the body was not read as JSON: send it with content-type: application/json"
+    return str(err["msg"])
 
 
 def _domain_error(_: Request | None, exc: Exception) -> JSONResponse:

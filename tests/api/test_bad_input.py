@@ -79,7 +79,11 @@ def test_malformed_json_and_sql_looking_text(client: TestClient, keys: Keys, eng
     assert wrong_shape.status_code == 422
     as_text = client.post("/v1/incidents", content=json.dumps(GOOD), headers={**headers, "content-type": "text/plain"})
     assert as_text.status_code == 422 and as_text.json()["detail"] == [  # only JSON is read as a report
-        {"where": "body", "problem": "Input should be a valid dictionary or object to extract fields from"}
+        {
+            "where": "body",
+            "problem": "Input should be a valid dictionary or object to extract fields from; the body was not read "
+            "as JSON: send it with content-type: application/json",
+        }
     ]
     injected = "'; DROP TABLE incidents; -- 占道 \" OR 1=1"
     stored = client.post("/v1/incidents", json={**GOOD, "description": injected, "address": injected}, headers=headers)
