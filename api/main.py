@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.routing import NoMatchFound
 
@@ -24,6 +26,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         # Any parameter may be refused, and any route that reads the database may find it down.
         responses=errors.documented(422, 503),
+        # the documentation pages are served below from our own copy of Swagger UI: a city's network may have no
+        # way out to a CDN (FastAPI's own pages load it from one); ReDoc is not served
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = db.engine_for(settings.database)
@@ -43,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     ogc.install(app, settings)
     mount_static(app)
+    serve_docs(app)
     app.add_middleware(owner.OwnerLookupShortcut)
     access.document_roles(app)
     # FastAPI builds an included router's routes (their dependencies and parameter models) when the first request
@@ -56,9 +63,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+def serve_docs(app: FastAPI) -> None:
+    """Serve the OpenAPI documentation at /docs with the Swagger UI of the map's npm packages."""
+    swagger = "/static/vendor/swagger-ui-dist"
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} — API",
+            swagger_js_url=f"{swagger}/swagger-ui-bundle.js",
+            swagger_css_url=f"{swagger}/swagger-ui.css",
+            swagger_favicon_url=f"{swagger}/favicon-32x32.png",
+        )
+
+
 def mount_static(app: FastAPI) -> None:
-    """Serve the map's own script and the npm packages it uses (Leaflet and plugins): no CDN needed."""
-    if not (VENDOR_DIR / "leaflet").is_dir():
+    """Serve the map's own script and the npm packages it uses (Leaflet and plugins, Swagger UI): no CDN needed."""
+    if not all((VENDOR_DIR / package).is_dir() for package in ("leaflet", "swagger-ui-dist")):
         raise SetupError(f"the map's front-end packages are missing: run 'npm ci --prefix {VENDOR_DIR.parent}'")
     app.mount("/static/vendor", StaticFiles(directory=VENDOR_DIR), name="vendor")
     app.mount("/static/citygrid", StaticFiles(directory=STATIC_DIR), name="citygrid-static")

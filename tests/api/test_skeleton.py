@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi.testclient import TestClient
 
 # The bounding box of the fixture's north-eastern quarter, and what falls in it (from the fixture).
@@ -18,7 +20,18 @@ def test_health_reports_database_and_postgis_versions(client: TestClient) -> Non
 
 
 def test_openapi_docs_are_served(client: TestClient) -> None:
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    # everything the page loads comes from this server (a city's network may have no way to a CDN)
+    loads = re.findall(r"""(?:src|href)=["']([^"']+)""", docs.text) + re.findall(r"url: *'([^']+)'", docs.text)
+    assert sorted(loads) == [
+        "/openapi.json",
+        "/static/vendor/swagger-ui-dist/favicon-32x32.png",
+        "/static/vendor/swagger-ui-dist/swagger-ui-bundle.js",
+        "/static/vendor/swagger-ui-dist/swagger-ui.css",
+    ]
+    assert all(client.get(url).status_code == 200 for url in loads)
+    assert client.get("/redoc").status_code == 404
     spec = client.get("/openapi.json").json()
     assert "/v1/layers/{name}" in spec["paths"]
     assert "/health" in spec["paths"]
