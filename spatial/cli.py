@@ -277,6 +277,9 @@ def _print_chain(answer: dict[str, Any]) -> None:
     out.print(table)
 
 
+WORKER_STARTUP_S = 60  # how long a starting worker may take to answer the supervisor
+
+
 @app.command("serve")
 def serve(
     host: Annotated[str | None, typer.Option(help="address to bind")] = None,
@@ -296,6 +299,10 @@ def serve(
         port=port or settings.port,
         workers=workers or settings.worker_count(),
         log_level="info",
+        # A worker answers the supervisor's health checks only once it has imported this command's modules,
+        # which took over uvicorn's default 5 s when several started at once on a busy 2-core machine: the
+        # supervisor killed them as hung ("Child process … died") and started them again.
+        timeout_worker_healthcheck=WORKER_STARTUP_S,
     )
 
 
