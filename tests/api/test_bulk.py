@@ -89,3 +89,66 @@ def test_geojson_bodies_roles_and_media_types(client: TestClient, keys: Keys) ->
         "/v1/incidents/bulk", content=b"{}", headers={**keys.header("dispatcher"), "content-type": "text/plain"}
     )
     assert wrong.status_code == 415 and "text/csv" in wrong.json()["message"]
+
+
+HEADER_LINE = "lon,lat,item_code,source,reported_at\n"
+GOOD_LINE = f"{GRID_1[0]},{GRID_1[1]},0508,hotline,2025-08-01T09:00:00+08:00\n"
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "message", "problem"),
+    [
+        (f"{GRID_1[0]},{GRID_1[1]},0508,hotline,2025-08-01T09:00:00+08:00,extra\n",
+         "row 2 (line 3 counting the header) has more values than the header's 5 columns: quote a value that has a "
+         'comma in it ("a, b") or name every column in the header; nothing was imported',
+         "extra data after last expected column"),
+        (f"{GRID_1[0]},{GRID_1[1]},0508,hotline\n",
+         "row 2 (line 3 counting the header) has fewer values than the header's 5 columns: give every row a value "
+         "for each column (an empty one where there is none); nothing was imported",
+         'missing data for column "c4"'),
+        (f'{GRID_1[0]},{GRID_1[1]},0508,"hotline,2025-08-01T09:00:00+08:00\n',
+         'row 2 (line 3 counting the header) opens a quoted value (") that is never closed: close the quote, and '
+         'double a quote inside a quoted value (""); nothing was imported',
+         "unterminated CSV quoted field"),
+    ],
+)  # fmt: skip
+def test_a_file_that_is_not_csv_with_the_header_columns_is_refused_naming_the_row(
+    client: TestClient, keys: Keys, engine: Engine, bad_line: str, message: str, problem: str
+) -> None:
+    body = (HEADER_LINE + GOOD_LINE + bad_line).encode()
+    headers = {**keys.header("dispatcher"), "content-type": "text/csv"}
+    before = count(engine)
+    for params in ({}, {"skip_invalid": "true"}):  # no row can be skipped: the file cannot be read past it
+        refused = client.post("/v1/incidents/bulk", params=params, content=body, headers=headers)
+        assert refused.status_code == 422, refused.text
+        assert refused.json() == {"code": "invalid_input", "message": message, "detail": {"row": 2, "problem": problem}}
+    assert count(engine) == before
+
+
+def test_a_number_float8_cannot_hold_is_a_bad_row_like_any_other(
+    client: TestClient, keys: Keys, engine: Engine
+) -> None:
+    out_of_range = " is out of range (lon -180..180, lat -90..90, in at most 100 characters with an exponent under 100)"
+    body = (
+        HEADER_LINE
+        + GOOD_LINE
+        + "1e400,23.3680,0508,hotline,2025-08-01T09:00:00+08:00\n"
+        + f"{GRID_1[0]},-1e-400,0508,hotline,2025-08-01T09:00:00+08:00\n"
+        + f"{GRID_1[0]}{'0' * 100},{GRID_1[1]},0508,hotline,2025-08-01T09:00:00+08:00\n"
+        + f"{GRID_1[0] / 100}e0002,{GRID_1[1] * 10}E-1,0508,hotline,2025-08-01T09:00:00+08:00\n"  # read as before
+    ).encode()
+    headers = {**keys.header("dispatcher"), "content-type": "text/csv"}
+    before = count(engine)
+    refused = client.post("/v1/incidents/bulk", content=body, headers=headers)
+    assert refused.status_code == 422, refused.text
+    errors = [
+        {"row": 2, "error": "lon 1e400" + out_of_range},
+        {"row": 3, "error": "lat -1e-400" + out_of_range},
+        {"row": 4, "error": f"lon {GRID_1[0]}{'0' * 100}" + out_of_range},
+    ]
+    assert refused.json()["detail"]["errors"] == errors
+    assert count(engine) == before
+    imported = client.post("/v1/incidents/bulk", params={"skip_invalid": "true"}, content=body, headers=headers)
+    assert imported.status_code == 201, imported.text
+    assert (imported.json()["inserted"], imported.json()["errors"]) == (2, errors)
+    assert count(engine) == before + 2

@@ -86,3 +86,19 @@ def test_keys_are_created_listed_and_revoked(cli: CliRunner, engine: Engine) -> 
     finally:
         with engine.begin() as conn:
             conn.execute(text("DELETE FROM api_keys WHERE name = 'cli hotline desk'"))
+
+
+def test_import_of_a_file_that_is_not_csv_says_which_row_in_one_line(
+    cli: CliRunner, engine: Engine, tmp_path: Path
+) -> None:
+    path = tmp_path / "ragged.csv"
+    path.write_text(
+        f"lon,lat,item_code,source,reported_at\n{GRID_1[0]},{GRID_1[1]},0508,hotline,2017-04-01T08:00:00+08:00,extra\n"
+    )
+    refused = cli.invoke(app, ["incidents", "import", str(path), "--skip-invalid"])
+    assert refused.exit_code == 2, refused.output
+    assert refused.output.splitlines()[-1] == (
+        "error: row 1 (line 2 counting the header) has more values than the header's 5 columns: quote a value that "
+        'has a comma in it ("a, b") or name every column in the header; nothing was imported'
+    )
+    assert not (tmp_path / "ragged.csv.errors.csv").exists()
