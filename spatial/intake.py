@@ -343,6 +343,9 @@ _READABLE_RE = r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?0*[0-9]{1,2})?\s*$
 _BIG_EXPONENT_RE = r"[eE][-+]?0*[1-9][0-9]{2}"
 _LONGEST_NUMBER = 100
 _INTEGER_RE = r"^\s*[0-9]{1,6}\s*$"
+# photos: http(s) URLs, as the single intake takes them, separated by white space, commas or semicolons
+_PHOTO_SEPARATORS = r"[\s;,]+"
+_PHOTOS_RE = r"^https?://[^\s;,]+([\s;,]+https?://[^\s;,]+)*$"
 
 
 @dataclass
@@ -930,6 +933,12 @@ def _checks_sql(
                             || ' is not an ISO 8601 time'
                        WHEN t.closed_text IS NOT NULL AND t.closed_at IS NULL THEN 'closed_at ' || t.closed_text
                             || ' is not an ISO 8601 time'
+                       -- as the single intake (check_report): a moment later than now and the clock skew is wrong
+                       WHEN t.reported_at > %(latest)s THEN 'reported_at ' || t.reported_text
+                            || ' is in the future: check the time and its zone'
+                       WHEN t.closed_at > %(latest)s THEN 'closed_at ' || t.closed_text
+                            || ' is in the future: check the time and its zone'
+                       WHEN t.due_at < t.reported_at THEN 'due_at is before reported_at'
                        WHEN t.status_text IS NOT NULL AND t.status_text NOT IN ({statuses})
                             THEN 'status ' || t.status_text || ' unknown (use one of {status_list})'
                        WHEN coalesce(t.status_text, '') = 'closed' AND t.closed_at IS NULL
@@ -946,6 +955,11 @@ def _checks_sql(
                             THEN 'deferred ' || t.deferred_text || ' is not true or false'
                        WHEN t.reworks_text IS NOT NULL AND t.reworks_text !~ {integer_re}
                             THEN 'reworks ' || t.reworks_text || ' is not a whole number'
+                       WHEN t.photos_text !~ {photos_re} THEN 'photo '
+                            || quote_literal((SELECT p FROM unnest(regexp_split_to_array(t.photos_text, {separators})) p
+                                              WHERE p !~ '^https?://' LIMIT 1))
+                            || ' is not an http(s) URL: upload the photo and give its address (several: one space,'
+                            || ' comma or semicolon between them)'
                    END AS error
             FROM timed t
             LEFT JOIN catalogue_items ci ON ci.code = t.item_code
@@ -955,7 +969,7 @@ def _checks_sql(
                coalesce(lower(deferred_text) IN ('true', 't', '1', 'yes'), false) AS deferred,
                CASE WHEN reworks_text ~ {integer_re} THEN CAST(reworks_text AS integer) ELSE 0 END AS reworks,
                CASE WHEN photos_text IS NULL THEN '{{}}'::text[]
-                    ELSE regexp_split_to_array(btrim(photos_text), '[\\s;,]+') END AS photos,
+                    ELSE regexp_split_to_array(photos_text, {separators}) END AS photos,
                time_limit, time_unit, error
         FROM checked
         """
@@ -995,6 +1009,8 @@ def _checks_sql(
         satisfactions=sql.SQL(", ").join(sql.Literal(s) for s in SATISFACTION),
         satisfaction_list=sql.SQL(" ".join(SATISFACTION)),
         integer_re=sql.Literal(_INTEGER_RE),
+        photos_re=sql.Literal(_PHOTOS_RE),
+        separators=sql.Literal(_PHOTO_SEPARATORS),
     )
 
 
@@ -1038,6 +1054,7 @@ def _insert_params(key: ApiKey, rules: OwnerSettings, flag_duplicates: bool) -> 
         "window": DUPLICATE_WINDOW,
         "radius": DUPLICATE_RADIUS_M,
         "prefixes": json.dumps(CODE_PREFIX),
+        "latest": datetime.now(UTC) + CLOCK_SKEW,  # a report or a closing after this is in the future
     }
 
 

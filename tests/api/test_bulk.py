@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -151,4 +152,39 @@ def test_a_number_float8_cannot_hold_is_a_bad_row_like_any_other(
     imported = client.post("/v1/incidents/bulk", params={"skip_invalid": "true"}, content=body, headers=headers)
     assert imported.status_code == 201, imported.text
     assert (imported.json()["inserted"], imported.json()["errors"]) == (2, errors)
+    assert count(engine) == before + 2
+
+
+def test_rows_the_single_intake_would_refuse_are_bad_rows(client: TestClient, keys: Keys, engine: Engine) -> None:
+    soon = (datetime.now(UTC) + timedelta(minutes=4)).isoformat()  # within the clock skew: taken
+    later = (datetime.now(UTC) + timedelta(minutes=6)).isoformat()
+    at = "2025-08-01T09:00:00+08:00"
+    where = f"{GRID_1[0]},{GRID_1[1]},0508,hotline"
+    body = (
+        "lon,lat,item_code,source,reported_at,status,due_at,closed_at,photos\n"
+        f"{where},{at},,,,https://photos.example/1.jpg https://photos.example/2.jpg\n"
+        f"{where},2099-04-01T08:00:00+08:00,,,,\n"
+        f"{where},{later},,,,\n"
+        f"{where},{at},closed,,2099-01-01T00:00:00+08:00,\n"
+        f"{where},{at},,2025-07-31T09:00:00+08:00,,\n"
+        f"{where},{at},closed,,2025-07-31T09:00:00+08:00,\n"
+        f"{where},{at},,,,not-a-url;javascript:alert(1)\n"
+        f"{where},{at},,,,https://photos.example/1.jpg;ftp://photos.example/2.jpg\n"
+        f"{where},{soon},,,,\n"
+    ).encode()
+    headers = {**keys.header("dispatcher"), "content-type": "text/csv"}
+    before = count(engine)
+    imported = client.post("/v1/incidents/bulk", params={"skip_invalid": "true"}, content=body, headers=headers)
+    assert imported.status_code == 201, imported.text
+    how = "upload the photo and give its address (several: one space, comma or semicolon between them)"
+    assert imported.json()["errors"] == [
+        {"row": 2, "error": "reported_at 2099-04-01T08:00:00+08:00 is in the future: check the time and its zone"},
+        {"row": 3, "error": f"reported_at {later} is in the future: check the time and its zone"},
+        {"row": 4, "error": "closed_at 2099-01-01T00:00:00+08:00 is in the future: check the time and its zone"},
+        {"row": 5, "error": "due_at is before reported_at"},
+        {"row": 6, "error": "closed_at is before reported_at"},
+        {"row": 7, "error": f"photo 'not-a-url' is not an http(s) URL: {how}"},
+        {"row": 8, "error": f"photo 'ftp://photos.example/2.jpg' is not an http(s) URL: {how}"},
+    ]
+    assert (imported.json()["rows"], imported.json()["inserted"]) == (9, 2)
     assert count(engine) == before + 2
