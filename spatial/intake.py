@@ -517,13 +517,26 @@ def import_file(
 
 
 def _sniff_encoding(stream: IO[bytes]) -> str:
-    """Return the CSV's encoding from its first 64 kB (UTF-8 or GB18030), leaving the stream where it was."""
+    """Return the CSV's encoding (UTF-8 or GB18030) from its first 64 kB, leaving the stream where it was.
+
+    ASCII reads the same in both: when the first 64 kB are ASCII alone, the file is read on, 64 kB at a time, to
+    its first other byte, and the encoding is told from the 64 kB from there (a file of ASCII alone is UTF-8).
+    """
     if not stream.seekable():
         return text_encoding.UTF8
     start = stream.tell()
-    sample = stream.read(text_encoding.SAMPLE_BYTES)
-    stream.seek(start)
-    return text_encoding.detect(sample, complete=len(sample) < text_encoding.SAMPLE_BYTES)
+    try:
+        sample = stream.read(text_encoding.SAMPLE_BYTES)
+        encoding = text_encoding.detect(sample, complete=len(sample) < text_encoding.SAMPLE_BYTES)
+        while sample.isascii() and len(sample) == text_encoding.SAMPLE_BYTES:
+            sample = stream.read(text_encoding.SAMPLE_BYTES)
+            if not sample.isascii():
+                other = next(i for i, byte in enumerate(sample) if byte >= 0x80)
+                sample = sample[other:] + stream.read(other)  # all before it is ASCII: a character starts here
+                return text_encoding.detect(sample, complete=len(sample) < text_encoding.SAMPLE_BYTES)
+        return encoding
+    finally:
+        stream.seek(start)
 
 
 def import_stream(
@@ -615,10 +628,11 @@ def import_stream(
                     _Counted(stream, size - len(first_line), progress),
                 )
             except (psycopg2.errors.CharacterNotInRepertoire, psycopg2.errors.UntranslatableCharacter) as exc:
-                where = (exc.diag.context or "").strip()
+                line = re.search(r"line (\d+)", exc.diag.context or "")
+                where = f"row {line.group(1)} (line {int(line.group(1)) + 1} counting the header)" if line else "a row"
                 raise InvalidInput(
-                    f"the file starts as {encoding} text but has bytes that are not ({where}): "
-                    "save the whole file in one encoding, UTF-8 or GBK, and send it again"
+                    f"the file is {encoding} text where it starts to be more than ASCII, but {where} has bytes that "
+                    f"are not {encoding}: save the whole file in one encoding, UTF-8 or GBK, and send it again"
                 ) from exc
             except psycopg2.errors.BadCopyFileFormat as exc:
                 raise _malformed(exc, len(header)) from exc

@@ -188,3 +188,32 @@ def test_rows_the_single_intake_would_refuse_are_bad_rows(client: TestClient, ke
     ]
     assert (imported.json()["rows"], imported.json()["inserted"]) == (9, 2)
     assert count(engine) == before + 2
+
+
+def test_a_gbk_file_whose_first_64_kb_are_ascii_is_read_as_gbk(client: TestClient, keys: Keys, engine: Engine) -> None:
+    ascii_rows = [
+        f"{GRID_1[0]},{GRID_1[1]},0508,patrol,2025-08-01T09:00:00+08:00,plain ascii {n:04d}\n" for n in range(1100)
+    ]
+    header = "lon,lat,item_code,source,reported_at,description\n"
+    assert len((header + "".join(ascii_rows)).encode()) > 65_536
+    last = f"{GRID_2[0]},{GRID_2[1]},0508,patrol,2025-08-01T09:00:00+08:00,东风路占道经营\n"
+    headers = {**keys.header("dispatcher"), "content-type": "text/csv"}
+    before = count(engine)
+    imported = client.post(
+        "/v1/incidents/bulk", content=(header + "".join(ascii_rows) + last).encode("gbk"), headers=headers
+    )
+    assert imported.status_code == 201, imported.text
+    assert (imported.json()["rows"], imported.json()["inserted"]) == (1101, 1101)
+    with engine.connect() as conn:
+        description = conn.execute(text("SELECT description FROM incidents ORDER BY id DESC LIMIT 1")).scalar_one()
+    assert description == "东风路占道经营"
+
+    # still one encoding per file: UTF-8 where the text starts to be more than ASCII, GBK 64 kB further on
+    body = (header + "".join(ascii_rows) + last + "".join(ascii_rows)).encode() + last.encode("gbk")
+    refused = client.post("/v1/incidents/bulk", content=body, headers=headers)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["message"] == (
+        "the file is utf-8 text where it starts to be more than ASCII, but row 2202 (line 2203 counting the header) "
+        "has bytes that are not utf-8: save the whole file in one encoding, UTF-8 or GBK, and send it again"
+    )
+    assert count(engine) == before + 1101
