@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -324,6 +325,15 @@ def incidents_import(
     from spatial.settings import owner_settings
 
     errors_path = report or file.with_name(file.name + ".errors.csv")
+    folder = errors_path.parent
+    if (
+        errors_path.is_dir()
+        or not (folder.is_dir() and os.access(folder, os.W_OK | os.X_OK))
+        or (errors_path.exists() and not os.access(errors_path, os.W_OK))
+    ):
+        # checked before the import: written after it, a failure would come with the rows already committed
+        raise _fail(InvalidInput(f"cannot write the list of bad rows to {errors_path}: give --report a file in a "
+                                 "folder you may write to; nothing was imported"))  # fmt: skip
     try:
         engine = db.engine_for(database_settings())
         with (

@@ -102,3 +102,23 @@ def test_import_of_a_file_that_is_not_csv_says_which_row_in_one_line(
         'has a comma in it ("a, b") or name every column in the header; nothing was imported'
     )
     assert not (tmp_path / "ragged.csv.errors.csv").exists()
+
+
+def test_import_refuses_a_report_path_it_cannot_write_before_importing(
+    cli: CliRunner, engine: Engine, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path / "cases.csv",
+        [
+            ["CLI-R1", *GRID_1, "0508", "patrol", "2025-09-01T09:00:00+08:00"],
+            ["CLI-R2", *GRID_2, "0508", "patrol", "2025-13-01T09:00:00+08:00"],
+        ],
+    )
+    nowhere = tmp_path / "no such folder" / "err.csv"
+    refused = cli.invoke(app, ["incidents", "import", str(path), "--skip-invalid", "--report", str(nowhere)])
+    assert refused.exit_code == 2, refused.output
+    assert " ".join(refused.output.split()) == (
+        f"error: cannot write the list of bad rows to {nowhere}: give --report a file in a folder you may write to; "
+        "nothing was imported"
+    )
+    assert count(engine, "CLI-R%") == 0
