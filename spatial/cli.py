@@ -356,7 +356,7 @@ def incidents_import(
                 flag_duplicates=not no_duplicates, progress=advance,
             )  # fmt: skip
     except ImportRefused as exc:
-        with errors_path.open("w", encoding="utf-8", newline="") as sink:
+        with errors_path.open("w", encoding="utf-8-sig", newline="") as sink:  # a BOM for Excel, as the KPI CSV
             exc.report.write_errors(sink)
         console.print(f"[red]refused:[/red] {exc.message}")
         console.print(f"every bad row is listed in {errors_path}")
@@ -364,7 +364,7 @@ def incidents_import(
     except CitygridError as exc:
         raise _fail(exc) from exc
     if result.errors:
-        with errors_path.open("w", encoding="utf-8", newline="") as sink:
+        with errors_path.open("w", encoding="utf-8-sig", newline="") as sink:  # a BOM for Excel, as the KPI CSV
             result.write_errors(sink)
         console.print(f"[yellow]skipped {result.invalid} bad rows[/yellow]: listed in {errors_path}")
     phases = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.seconds.items() if name != "total")

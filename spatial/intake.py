@@ -726,10 +726,11 @@ def import_stream(
                     report.inserted += sum(int(r[4]) for r in stored)
                     report.duplicates += sum(int(r[5]) for r in stored)
                     tally.add([(*r[:4], bytes(r[6])) for r in stored])
+                    if progress is not None:
+                        progress("insert", last, report.rows)
                 inserting += time.perf_counter() - began
                 if progress is not None:
                     progress("check", last, report.rows)
-                    progress("insert", last, report.rows)
 
             if staging.parallel:
                 import_staging.run_workers(conn.engine, workers, ranges, work, store)

@@ -40,9 +40,10 @@ def test_import_refuses_a_file_with_bad_rows_then_takes_the_good_ones(
         refused = cli.invoke(app, ["incidents", "import", str(path)])
         assert refused.exit_code == 2, refused.output
         assert "1 of 3 rows are invalid" in refused.output
+        assert "insert" not in refused.output  # nothing was inserted: no bar for it
         report = tmp_path / "cases.csv.errors.csv"
         assert report.read_text(encoding="utf-8").splitlines() == [
-            "row,error",
+            "\ufeffrow,error",  # a BOM: Excel on a Chinese Windows reads the file as UTF-8
             '3,"reported_at 2025-13-01T09:00:00+08:00 is not an ISO 8601 time such as 2017-05-01T09:30:00+08:00, '
             'or no such day"',
         ]
@@ -53,7 +54,7 @@ def test_import_refuses_a_file_with_bad_rows_then_takes_the_good_ones(
         )
         assert taken.exit_code == 0, taken.output
         assert "3 rows: 2 cases imported, 1 refused, 0 flagged as possible duplicates" in taken.output
-        assert (tmp_path / "r.csv").read_text(encoding="utf-8").count("\n") == 2
+        assert (tmp_path / "r.csv").read_bytes().startswith(b"\xef\xbb\xbfrow,error\r\n3,")
         assert count(engine, "CLI-%") == 2
     finally:
         with engine.begin() as conn:
