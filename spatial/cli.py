@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -331,6 +332,15 @@ def incidents_import(
     from spatial.settings import owner_settings
 
     errors_path = report or file.with_name(file.name + ".errors.csv")
+    folder = errors_path.parent
+    if (
+        errors_path.is_dir()
+        or not (folder.is_dir() and os.access(folder, os.W_OK | os.X_OK))
+        or (errors_path.exists() and not os.access(errors_path, os.W_OK))
+    ):
+        # checked before the import: written after it, a failure would come with the rows already committed
+        raise _fail(InvalidInput(f"cannot write the list of bad rows to {errors_path}: give --report a file in a "
+                                 "folder you may write to; nothing was imported"))  # fmt: skip
     try:
         engine = db.engine_for(database_settings())
         with (
@@ -353,7 +363,7 @@ def incidents_import(
                 flag_duplicates=not no_duplicates, progress=advance,
             )  # fmt: skip
     except ImportRefused as exc:
-        with errors_path.open("w", encoding="utf-8", newline="") as sink:
+        with errors_path.open("w", encoding="utf-8-sig", newline="") as sink:  # a BOM for Excel, as the KPI CSV
             exc.report.write_errors(sink)
         console.print(f"[red]refused:[/red] {exc.message}")
         console.print(f"every bad row is listed in {errors_path}")
@@ -361,7 +371,7 @@ def incidents_import(
     except CitygridError as exc:
         raise _fail(exc) from exc
     if result.errors:
-        with errors_path.open("w", encoding="utf-8", newline="") as sink:
+        with errors_path.open("w", encoding="utf-8-sig", newline="") as sink:  # a BOM for Excel, as the KPI CSV
             result.write_errors(sink)
         console.print(f"[yellow]skipped {result.invalid} bad rows[/yellow]: listed in {errors_path}")
     phases = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.seconds.items() if name != "total")

@@ -337,7 +337,15 @@ Progress = Callable[[str, int, int], None]  # (stage, done, total)
 Cursor = import_staging.Cursor
 
 _NUMBER_RE = r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$"
+# A coordinate is read as a number when it has at most 100 characters and an exponent under 100: then it is between
+# 1e-199 and 1e199 (or 0), which float8 holds; a cast of 1e400 or of 400 digits fails the whole chunk instead
+_READABLE_RE = r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?0*[0-9]{1,2})?\s*$"
+_BIG_EXPONENT_RE = r"[eE][-+]?0*[1-9][0-9]{2}"
+_LONGEST_NUMBER = 100
 _INTEGER_RE = r"^\s*[0-9]{1,6}\s*$"
+# photos: http(s) URLs, as the single intake takes them, separated by white space, commas or semicolons
+_PHOTO_SEPARATORS = r"[\s;,]+"
+_PHOTOS_RE = r"^https?://[^\s;,]+([\s;,]+https?://[^\s;,]+)*$"
 
 
 @dataclass
@@ -509,13 +517,26 @@ def import_file(
 
 
 def _sniff_encoding(stream: IO[bytes]) -> str:
-    """Return the CSV's encoding from its first 64 kB (UTF-8 or GB18030), leaving the stream where it was."""
+    """Return the CSV's encoding (UTF-8 or GB18030) from its first 64 kB, leaving the stream where it was.
+
+    ASCII reads the same in both: when the first 64 kB are ASCII alone, the file is read on, 64 kB at a time, to
+    its first other byte, and the encoding is told from the 64 kB from there (a file of ASCII alone is UTF-8).
+    """
     if not stream.seekable():
         return text_encoding.UTF8
     start = stream.tell()
-    sample = stream.read(text_encoding.SAMPLE_BYTES)
-    stream.seek(start)
-    return text_encoding.detect(sample, complete=len(sample) < text_encoding.SAMPLE_BYTES)
+    try:
+        sample = stream.read(text_encoding.SAMPLE_BYTES)
+        encoding = text_encoding.detect(sample, complete=len(sample) < text_encoding.SAMPLE_BYTES)
+        while sample.isascii() and len(sample) == text_encoding.SAMPLE_BYTES:
+            sample = stream.read(text_encoding.SAMPLE_BYTES)
+            if not sample.isascii():
+                other = next(i for i, byte in enumerate(sample) if byte >= 0x80)
+                sample = sample[other:] + stream.read(other)  # all before it is ASCII: a character starts here
+                return text_encoding.detect(sample, complete=len(sample) < text_encoding.SAMPLE_BYTES)
+        return encoding
+    finally:
+        stream.seek(start)
 
 
 def import_stream(
@@ -607,11 +628,14 @@ def import_stream(
                     _Counted(stream, size - len(first_line), progress),
                 )
             except (psycopg2.errors.CharacterNotInRepertoire, psycopg2.errors.UntranslatableCharacter) as exc:
-                where = (exc.diag.context or "").strip()
+                line = re.search(r"line (\d+)", exc.diag.context or "")
+                where = f"row {line.group(1)} (line {int(line.group(1)) + 1} counting the header)" if line else "a row"
                 raise InvalidInput(
-                    f"the file starts as {encoding} text but has bytes that are not ({where}): "
-                    "save the whole file in one encoding, UTF-8 or GBK, and send it again"
+                    f"the file is {encoding} text where it starts to be more than ASCII, but {where} has bytes that "
+                    f"are not {encoding}: save the whole file in one encoding, UTF-8 or GBK, and send it again"
                 ) from exc
+            except psycopg2.errors.BadCopyFileFormat as exc:
+                raise _malformed(exc, len(header)) from exc
             rows = int(target.rowcount)
             if max_rows is not None and rows > max_rows:
                 raise InvalidInput(
@@ -702,10 +726,11 @@ def import_stream(
                     report.inserted += sum(int(r[4]) for r in stored)
                     report.duplicates += sum(int(r[5]) for r in stored)
                     tally.add([(*r[:4], bytes(r[6])) for r in stored])
+                    if progress is not None:
+                        progress("insert", last, report.rows)
                 inserting += time.perf_counter() - began
                 if progress is not None:
                     progress("check", last, report.rows)
-                    progress("insert", last, report.rows)
 
             if staging.parallel:
                 import_staging.run_workers(conn.engine, workers, ranges, work, store)
@@ -741,6 +766,41 @@ def import_stream(
     )  # fmt: skip
     report.seconds["total"] = time.perf_counter() - started
     return report
+
+
+# What COPY says of a row that is not CSV with the header's columns (PostgreSQL's messages), and how to fix it.
+_MALFORMED = (
+    ("extra data after last expected column", "has more values than the header's {columns} columns",
+     "quote a value that has a comma in it (\"a, b\") or name every column in the header"),
+    ("missing data for column", "has fewer values than the header's {columns} columns",
+     "give every row a value for each column (an empty one where there is none)"),
+    ("unterminated CSV quoted field", "opens a quoted value (\") that is never closed",
+     "close the quote, and double a quote inside a quoted value (\"\")"),
+)  # fmt: skip
+
+
+def _malformed(exc: psycopg2.errors.BadCopyFileFormat, columns: int) -> InvalidInput:
+    """Return the refusal of a file COPY cannot read as CSV: which row (1 = first after the header), what, how to fix.
+
+    COPY numbers the rows it reads from 1, as the import does (the header was read before it); of a quoted value
+    never closed, it names the last line of the file, and shows the row from where it starts (its first 100 bytes).
+    """
+    message = exc.diag.message_primary or ""
+    found = re.fullmatch(r'COPY [^,]+, line (\d+)(?:, column [^:]*)?: "(.*)"', (exc.diag.context or "").strip(), re.S)
+    row: int | None = None
+    if found:
+        row, shown = int(found.group(1)), found.group(2)
+        if message.startswith("unterminated CSV quoted field"):
+            row = None if shown.endswith("...") else row - shown.count("\n")
+    what, fix = next(
+        ((what, fix) for start, what, fix in _MALFORMED if message.startswith(start)),
+        (f"is not CSV ({message})", "save the file as CSV from a spreadsheet"),
+    )
+    where = f"row {row} (line {row + 1} counting the header)" if row is not None else "a row"
+    return InvalidInput(
+        f"{where} {what.format(columns=columns)}: {fix}; nothing was imported",
+        detail={"row": row, "problem": message},
+    )
 
 
 def _refusal(report: ImportReport) -> str:
@@ -819,8 +879,9 @@ def _checks_sql(
         lon, lat = (
             sql.SQL(
                 "CASE WHEN plain.{name} THEN CAST(t.{name}_text AS float8)"
-                " WHEN t.{name}_text ~ {re} THEN CAST(t.{name}_text AS float8) END"
-            ).format(name=sql.SQL(name), re=sql.Literal(_NUMBER_RE))
+                " WHEN t.{name}_text ~ {re} AND octet_length(t.{name}_text) <= {longest}"
+                " THEN CAST(t.{name}_text AS float8) END"
+            ).format(name=sql.SQL(name), re=sql.Literal(_READABLE_RE), longest=sql.Literal(_LONGEST_NUMBER))
             for name in ("lon", "lat")
         )
         lon_text = col("lon")
@@ -828,12 +889,22 @@ def _checks_sql(
         coords_join = sql.SQL("")
         coords_ok = sql.SQL("true")
         coord_error = sql.SQL(
+            "WHEN t.lon IS NULL AND t.lon_text ~ {number} THEN 'lon ' || t.lon_text || {too_big} "
+            "WHEN t.lat IS NULL AND t.lat_text ~ {number} THEN 'lat ' || t.lat_text || {too_big} "
             "WHEN t.lon IS NULL OR t.lat IS NULL THEN 'lon/lat missing or not numbers' "
             "WHEN abs(t.lon) > 180 OR abs(t.lat) > 90 THEN 'lon ' || t.lon || ' / lat ' || t.lat || ' out of range'"
             " || CASE WHEN abs(t.lon) <= 90 AND abs(t.lat) <= 180 "
             "THEN ': they look swapped (give lon first, then lat)' ELSE ' (lon -180..180, lat -90..90)' END "
             "WHEN abs(t.lon - {meridian}) > {far} THEN 'lon ' || t.lon || ' is too far from this city to be covered'"
-        ).format(meridian=sql.Literal(CENTRAL_MERIDIAN), far=sql.Literal(FAR_FROM_MERIDIAN_DEG))
+        ).format(
+            meridian=sql.Literal(CENTRAL_MERIDIAN),
+            far=sql.Literal(FAR_FROM_MERIDIAN_DEG),
+            number=sql.Literal(_NUMBER_RE),
+            too_big=sql.Literal(
+                f" is out of range (lon -180..180, lat -90..90, in at most {_LONGEST_NUMBER} characters"
+                " with an exponent under 100)"
+            ),
+        )
     return sql.SQL(
         """
         WITH typed AS MATERIALIZED (  -- computed once per row: later steps refer to these columns many times
@@ -877,6 +948,12 @@ def _checks_sql(
                             || ' is not an ISO 8601 time'
                        WHEN t.closed_text IS NOT NULL AND t.closed_at IS NULL THEN 'closed_at ' || t.closed_text
                             || ' is not an ISO 8601 time'
+                       -- as the single intake (check_report): a moment later than now and the clock skew is wrong
+                       WHEN t.reported_at > %(latest)s THEN 'reported_at ' || t.reported_text
+                            || ' is in the future: check the time and its zone'
+                       WHEN t.closed_at > %(latest)s THEN 'closed_at ' || t.closed_text
+                            || ' is in the future: check the time and its zone'
+                       WHEN t.due_at < t.reported_at THEN 'due_at is before reported_at'
                        WHEN t.status_text IS NOT NULL AND t.status_text NOT IN ({statuses})
                             THEN 'status ' || t.status_text || ' unknown (use one of {status_list})'
                        WHEN coalesce(t.status_text, '') = 'closed' AND t.closed_at IS NULL
@@ -893,6 +970,11 @@ def _checks_sql(
                             THEN 'deferred ' || t.deferred_text || ' is not true or false'
                        WHEN t.reworks_text IS NOT NULL AND t.reworks_text !~ {integer_re}
                             THEN 'reworks ' || t.reworks_text || ' is not a whole number'
+                       WHEN t.photos_text !~ {photos_re} THEN 'photo '
+                            || quote_literal((SELECT p FROM unnest(regexp_split_to_array(t.photos_text, {separators})) p
+                                              WHERE p !~ '^https?://' LIMIT 1))
+                            || ' is not an http(s) URL: upload the photo and give its address (several: one space,'
+                            || ' comma or semicolon between them)'
                    END AS error
             FROM timed t
             LEFT JOIN catalogue_items ci ON ci.code = t.item_code
@@ -902,7 +984,7 @@ def _checks_sql(
                coalesce(lower(deferred_text) IN ('true', 't', '1', 'yes'), false) AS deferred,
                CASE WHEN reworks_text ~ {integer_re} THEN CAST(reworks_text AS integer) ELSE 0 END AS reworks,
                CASE WHEN photos_text IS NULL THEN '{{}}'::text[]
-                    ELSE regexp_split_to_array(btrim(photos_text), '[\\s;,]+') END AS photos,
+                    ELSE regexp_split_to_array(photos_text, {separators}) END AS photos,
                time_limit, time_unit, error
         FROM checked
         """
@@ -914,16 +996,8 @@ def _checks_sql(
         lat_text=lat_text,
         lon_name=sql.SQL("lon_value" if coords_from_python else "lon_text"),
         lat_name=sql.SQL("lat_value" if coords_from_python else "lat_text"),
-        lon_plain=sql.SQL(
-            "NULL"
-            if coords_from_python
-            else "citygrid_import_joined_numbers(string_agg(lon_text, E'\\n'), count(lon_text))"
-        ),
-        lat_plain=sql.SQL(
-            "NULL"
-            if coords_from_python
-            else "citygrid_import_joined_numbers(string_agg(lat_text, E'\\n'), count(lat_text))"
-        ),
+        lon_plain=_numbers_plain("lon", coords_from_python),
+        lat_plain=_numbers_plain("lat", coords_from_python),
         reported_at=_time_read("reported"),
         due_at=_time_read("due"),
         closed_at=_time_read("closed"),
@@ -950,6 +1024,27 @@ def _checks_sql(
         satisfactions=sql.SQL(", ").join(sql.Literal(s) for s in SATISFACTION),
         satisfaction_list=sql.SQL(" ".join(SATISFACTION)),
         integer_re=sql.Literal(_INTEGER_RE),
+        photos_re=sql.Literal(_PHOTOS_RE),
+        separators=sql.Literal(_PHOTO_SEPARATORS),
+    )
+
+
+def _numbers_plain(name: str, coords_from_python: bool) -> sql.Composable:
+    """Compose whether every text of a chunk's coordinate ``name`` is a number float8 reads (``_READABLE_RE``).
+
+    0017's function checks the shape of the joined texts; here, the longest text and the exponents, looked for
+    only when there is an e: ≈3 ms more a column of 50,000 numbers without one (the joined texts are made once,
+    identical aggregates share their state).
+    """
+    if coords_from_python:
+        return sql.SQL("NULL")
+    return sql.SQL(
+        "citygrid_import_joined_numbers(string_agg({text}, E'\\n'), count({text}))"
+        " AND max(octet_length({text})) <= {longest}"
+        " AND (strpos(string_agg({text}, E'\\n'), 'e') = 0 AND strpos(string_agg({text}, E'\\n'), 'E') = 0"
+        " OR string_agg({text}, E'\\n') !~ {big})"
+    ).format(
+        text=sql.Identifier(f"{name}_text"), longest=sql.Literal(_LONGEST_NUMBER), big=sql.Literal(_BIG_EXPONENT_RE)
     )
 
 
@@ -974,6 +1069,7 @@ def _insert_params(key: ApiKey, rules: OwnerSettings, flag_duplicates: bool) -> 
         "window": DUPLICATE_WINDOW,
         "radius": DUPLICATE_RADIUS_M,
         "prefixes": json.dumps(CODE_PREFIX),
+        "latest": datetime.now(UTC) + CLOCK_SKEW,  # a report or a closing after this is in the future
     }
 
 

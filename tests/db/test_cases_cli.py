@@ -40,9 +40,10 @@ def test_import_refuses_a_file_with_bad_rows_then_takes_the_good_ones(
         refused = cli.invoke(app, ["incidents", "import", str(path)])
         assert refused.exit_code == 2, refused.output
         assert "1 of 3 rows are invalid" in refused.output
+        assert "insert" not in refused.output  # nothing was inserted: no bar for it
         report = tmp_path / "cases.csv.errors.csv"
         assert report.read_text(encoding="utf-8").splitlines() == [
-            "row,error",
+            "\ufeffrow,error",  # a BOM: Excel on a Chinese Windows reads the file as UTF-8
             '3,"reported_at 2025-13-01T09:00:00+08:00 is not an ISO 8601 time such as 2017-05-01T09:30:00+08:00, '
             'or no such day"',
         ]
@@ -53,7 +54,7 @@ def test_import_refuses_a_file_with_bad_rows_then_takes_the_good_ones(
         )
         assert taken.exit_code == 0, taken.output
         assert "3 rows: 2 cases imported, 1 refused, 0 flagged as possible duplicates" in taken.output
-        assert (tmp_path / "r.csv").read_text(encoding="utf-8").count("\n") == 2
+        assert (tmp_path / "r.csv").read_bytes().startswith(b"\xef\xbb\xbfrow,error\r\n3,")
         assert count(engine, "CLI-%") == 2
     finally:
         with engine.begin() as conn:
@@ -86,3 +87,39 @@ def test_keys_are_created_listed_and_revoked(cli: CliRunner, engine: Engine) -> 
     finally:
         with engine.begin() as conn:
             conn.execute(text("DELETE FROM api_keys WHERE name = 'cli hotline desk'"))
+
+
+def test_import_of_a_file_that_is_not_csv_says_which_row_in_one_line(
+    cli: CliRunner, engine: Engine, tmp_path: Path
+) -> None:
+    path = tmp_path / "ragged.csv"
+    path.write_text(
+        f"lon,lat,item_code,source,reported_at\n{GRID_1[0]},{GRID_1[1]},0508,hotline,2017-04-01T08:00:00+08:00,extra\n"
+    )
+    refused = cli.invoke(app, ["incidents", "import", str(path), "--skip-invalid"])
+    assert refused.exit_code == 2, refused.output
+    assert refused.output.splitlines()[-1] == (
+        "error: row 1 (line 2 counting the header) has more values than the header's 5 columns: quote a value that "
+        'has a comma in it ("a, b") or name every column in the header; nothing was imported'
+    )
+    assert not (tmp_path / "ragged.csv.errors.csv").exists()
+
+
+def test_import_refuses_a_report_path_it_cannot_write_before_importing(
+    cli: CliRunner, engine: Engine, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path / "cases.csv",
+        [
+            ["CLI-R1", *GRID_1, "0508", "patrol", "2025-09-01T09:00:00+08:00"],
+            ["CLI-R2", *GRID_2, "0508", "patrol", "2025-13-01T09:00:00+08:00"],
+        ],
+    )
+    nowhere = tmp_path / "no such folder" / "err.csv"
+    refused = cli.invoke(app, ["incidents", "import", str(path), "--skip-invalid", "--report", str(nowhere)])
+    assert refused.exit_code == 2, refused.output
+    assert " ".join(refused.output.split()) == (
+        f"error: cannot write the list of bad rows to {nowhere}: give --report a file in a folder you may write to; "
+        "nothing was imported"
+    )
+    assert count(engine, "CLI-R%") == 0
