@@ -554,6 +554,12 @@ def import_command(
     min_area: Annotated[float, typer.Option(help="report gaps/overlaps larger than this many m²")] = 1.0,
     field: Annotated[list[str] | None, typer.Option(help="OURS=THEIRS field name, e.g. code=WGBM; repeatable")] = None,
     replace: Annotated[bool, typer.Option("--replace", help="streets: remove streets missing from the file")] = False,
+    encoding: Annotated[
+        str | None,
+        typer.Option(
+            help="a Shapefile's text encoding, e.g. gbk or utf-8 (default: its .cpg; without one, UTF-8 or else GBK)"
+        ),
+    ] = None,
 ) -> None:
     """Import boundaries as a new generation (checked for gaps, overlaps, overhangs), or streets in place."""
     from spatial.boundaries import BoundaryProblems, ImportReport, import_boundaries
@@ -568,7 +574,7 @@ def import_command(
                 audit.act_as(conn, CLI_KEY)
                 report = import_boundaries(
                     conn, layer, file, crs=crs, fields=mapping, force=force, label=label, valid_from=moment,
-                    min_area_m2=min_area, replace=replace,
+                    min_area_m2=min_area, replace=replace, encoding=encoding,
                 )  # fmt: skip
             except BaseException:
                 transaction.rollback()
