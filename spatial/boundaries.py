@@ -29,7 +29,7 @@ import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ PARENTS = {"communities": ("subdistricts", "subdistrict_code"), "grids": ("commu
 CODE_DIGITS = {"subdistricts": 9, "communities": 12, "grids": 15}
 SINGULAR = {"subdistricts": "subdistrict", "communities": "community", "grids": "grid"}
 
+BEIJING = timezone(timedelta(hours=8))  # a valid_from given without a zone is Beijing time, as everywhere in the CLI
 DEFAULT_MIN_AREA_M2 = 1.0  # gaps, overlaps and overhangs smaller than this are digitising noise, not problems
 CHANGE_TOLERANCE_M2 = 0.01  # a boundary whose symmetric difference is below this is unchanged
 SHAPEFILE_FIELD_LENGTH = 10
@@ -305,7 +306,8 @@ def import_boundaries(
 
     Boundary levels become a new generation (refused with BoundaryProblems when the topology has problems,
     unless ``force``); streets are upserted (``replace`` also removes streets missing from the file). The
-    caller commits, or rolls back for a dry run. ``encoding`` forces a Shapefile's text encoding.
+    caller commits, or rolls back for a dry run. ``encoding`` forces a Shapefile's text encoding. A
+    ``valid_from`` without a time zone (a date, say) is Beijing time (+08:00).
     """
     if layer_name not in IMPORTABLE:
         raise InvalidInput(f"cannot import {layer_name!r}: import one of {', '.join(IMPORTABLE)}")
@@ -317,6 +319,8 @@ def import_boundaries(
     report.problems.extend(invalid_geometries(frame, layer))
 
     previous, previous_from = _latest_generation(conn)
+    if valid_from is not None and valid_from.tzinfo is None:
+        valid_from = valid_from.replace(tzinfo=BEIJING)
     start = valid_from or conn.execute(select(func.now())).scalar_one()
     if previous_from is not None and start <= previous_from:
         raise InvalidInput(

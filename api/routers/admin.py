@@ -129,7 +129,13 @@ async def import_boundary_file(
     dry_run: bool = False,
     force: bool = False,
     label: Annotated[str | None, Query(max_length=100)] = None,
-    valid_from: Annotated[datetime | None, Query(description="when the new generation starts (default: now)")] = None,
+    valid_from: Annotated[
+        datetime | None,
+        Query(
+            description="when the new generation starts (default: now); without a time zone, e.g. 2024-01-01, "
+            "Beijing time (+08:00), as on the command line"
+        ),
+    ] = None,
     encoding: Annotated[
         str | None,
         Query(

@@ -150,3 +150,17 @@ def test_a_zipped_gbk_shapefile_without_a_cpg_is_read_as_gbk_and_encoding_can_be
     assert wrong.json()["message"].endswith(
         "/grids.shp.zip: its text is not utf-8 (invalid start byte at byte 0); give its real encoding"
     )
+
+
+def test_a_boundary_valid_from_without_a_time_zone_is_beijing_time(client: TestClient, keys: Keys) -> None:
+    body = (FIXTURES / "grids.geojson").read_bytes()
+    headers = {"content-type": "application/geo+json", **keys.header("admin")}
+    path = "/v1/boundaries/grids"
+    later = client.post(path, params={"dry_run": "true", "valid_from": "2030-01-01"}, content=body, headers=headers)
+    assert later.status_code == 200, later.text
+    assert later.json()["valid_from"] == "2030-01-01T00:00:00+08:00"
+    early = client.post(path, params={"dry_run": "true", "valid_from": "2010-01-01"}, content=body, headers=headers)
+    assert early.status_code == 422
+    assert early.json()["message"] == (
+        "valid_from 2010-01-01T00:00:00+08:00 is not after generation 1's start 2016-01-01T00:00:00+08:00"
+    )
