@@ -142,3 +142,42 @@ def test_csv_batch_with_quotes_and_crlf_writes_rows_back_as_csv(planner_client: 
         assert [(r["id"], r["grid_code"]) for r in rows] == [("1", "532601001008006"), ("2", "532601001006007")]
         if names is not None:
             assert [r["name"] for r in rows] == names
+
+
+def test_a_row_longer_than_the_header_gets_its_own_error_and_shifts_nothing(planner_client: TestClient) -> None:
+    body = "id,lon,lat,note\n1,104.244,23.371,a,5\n2,104.244,23.371\n3,104.217011,23.363428,c\n"
+    response = planner_client.post("/v1/owner/batch", content=body.encode(), headers={"content-type": "text/csv"})
+    assert response.status_code == 200
+    assert response.text.splitlines()[0].startswith("id,lon,lat,note,grid_code,")
+    rows = parse(response.text)
+    assert [(r["id"], r["lon"], r["lat"], r["note"]) for r in rows] == [
+        ("1", "104.244", "23.371", "a"), ("2", "104.244", "23.371", ""), ("3", "104.217011", "23.363428", "c"),
+    ]  # fmt: skip
+    assert [r["grid_code"] for r in rows] == ["", "532601001008006", "532601001006007"]
+    assert [r["error"] for r in rows] == [
+        "line 2 has 5 fields but the header 4: not looked up, as which field is which is unclear; "
+        "the fields after the 4th are left out here",
+        "",
+        "",
+    ]
+
+
+def test_a_geojson_feature_that_is_not_a_point_says_so(planner_client: TestClient) -> None:
+    line = {"type": "LineString", "coordinates": [[104.244, 23.371], [104.245, 23.372]]}
+    point = {"type": "Point", "coordinates": [104.244, 23.371]}
+    collection = {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "properties": {"n": 1}, "geometry": line},
+            {"type": "Feature", "properties": {"n": 2}, "geometry": point},
+        ],
+    }
+    response = planner_client.post(
+        "/v1/owner/batch", content=json.dumps(collection), headers={"content-type": "application/geo+json"}
+    )
+    assert response.status_code == 200
+    features = response.json()["features"]
+    assert features[0]["properties"] == {
+        "n": 1, "owner_error": "the geometry is a LineString, not a Point: give each feature one point"
+    }  # fmt: skip
+    assert features[1]["properties"]["owner"]["grid_code"] == "532601001008006"
