@@ -24,11 +24,11 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from psycopg2.extensions import connection as PgConnection
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
 from spatial import encoding
 from spatial.crs import parse_crs, to_wgs84_arrays
-from spatial.errors import InvalidInput
+from spatial.errors import InvalidInput, NotFound
 from spatial.owner import CENTRAL_MERIDIAN, FAR_FROM_MERIDIAN_DEG
 from spatial.settings import OwnerSettings
 
@@ -547,10 +547,24 @@ def write_geojson(batch: Batch, answers: Iterator[tuple[int, tuple[Any, ...] | N
 def stream(
     engine: Engine, batch: Batch, *, at: datetime | None = None, rules: OwnerSettings, workers: int = 2
 ) -> Iterator[bytes]:
-    """Yield the answer to ``batch`` in its own format (CSV or GeoJSON, UTF-8), every input row in input order."""
+    """Return the answer to ``batch`` in its own format (CSV or GeoJSON, UTF-8), every input row in input order.
+
+    Raises NotFound, as a single lookup does, when no boundary generation was in force at ``at`` (default now):
+    every row would be unowned, and the whole batch is refused before anything is written.
+    """
+    moment = at or datetime.now(UTC)
+    check_generation(engine, moment)
     if batch.kind == "csv":
-        return answer_csv(engine, batch, at=at, rules=rules, workers=workers)
-    return write_geojson(batch, answer(engine, batch, at=at, rules=rules, workers=workers))
+        return answer_csv(engine, batch, at=moment, rules=rules, workers=workers)
+    return write_geojson(batch, answer(engine, batch, at=moment, rules=rules, workers=workers))
+
+
+def check_generation(engine: Engine, at: datetime) -> None:
+    """Raise NotFound when no boundary generation was in force at ``at`` (the message of a single lookup)."""
+    with engine.connect() as conn:
+        generation = conn.execute(select(func.citygrid_generation_at(at))).scalar()
+    if generation is None:
+        raise NotFound(f"no boundary generation was in force at {at.isoformat()}; ask about a later moment")
 
 
 def _jsonable(value: Any) -> Any:

@@ -181,3 +181,33 @@ def test_a_geojson_feature_that_is_not_a_point_says_so(planner_client: TestClien
         "n": 1, "owner_error": "the geometry is a LineString, not a Point: give each feature one point"
     }  # fmt: skip
     assert features[1]["properties"]["owner"]["grid_code"] == "532601001008006"
+
+
+NO_GENERATION = "no boundary generation was in force at 2000-01-01T00:00:00+08:00; ask about a later moment"
+
+
+def test_a_batch_before_any_boundary_generation_is_a_404_as_a_single_lookup(planner_client: TestClient) -> None:
+    at = {"at": "2000-01-01T00:00:00+08:00"}
+    single = planner_client.get("/v1/owner", params={"lon": 104.244, "lat": 23.371, **at})
+    assert (single.status_code, single.json()["message"]) == (404, NO_GENERATION)
+    csv_batch = planner_client.post(
+        "/v1/owner/batch", params=at, content=ROWS.encode(), headers={"content-type": "text/csv"}
+    )
+    assert (csv_batch.status_code, csv_batch.json()["message"]) == (404, NO_GENERATION)
+    points = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": [104.244, 23.371]}},
+    ]}  # fmt: skip
+    geojson_batch = planner_client.post(
+        "/v1/owner/batch", params=at, content=json.dumps(points), headers={"content-type": "application/geo+json"}
+    )
+    assert (geojson_batch.status_code, geojson_batch.json()["message"]) == (404, NO_GENERATION)
+
+
+def test_cli_owner_file_before_any_boundary_generation_is_refused(tmp_path: Path, cli: CliRunner) -> None:
+    points = tmp_path / "points.csv"
+    points.write_text(ROWS, encoding="utf-8")
+    out = tmp_path / "owners.csv"
+    result = cli.invoke(app, ["owner", "--file", str(points), "--at", "2000-01-01", "--out", str(out)])
+    assert result.exit_code == 2
+    assert result.output == f"error: {NO_GENERATION}\n"
+    assert not out.exists()
