@@ -209,7 +209,10 @@ def owner_command(
     try:
         engine = db.engine_for(database_settings())
         if file is not None:
-            data = file.read_bytes()
+            try:
+                data = file.read_bytes()
+            except OSError as exc:
+                raise InvalidInput(f"cannot read {file}: {exc.strerror}") from exc
             is_json = file.suffix.lower() in (".geojson", ".json")
             reader = owner_batch.read_geojson if is_json else owner_batch.read_csv
             batch = reader(data, crs=crs)
@@ -235,20 +238,32 @@ def owner_command(
     except CitygridError as exc:
         raise _fail(exc) from exc
     if as_json:
-        out_console = Console(file=None if out is None else out.open("w", encoding="utf-8"))
-        out_console.print_json(json.dumps(answer, ensure_ascii=False))
+        if out is None:
+            Console().print_json(json.dumps(answer, ensure_ascii=False))
+            return
+        try:
+            text_sink = out.open("w", encoding="utf-8")
+        except OSError as exc:
+            raise _fail(InvalidInput(f"cannot write {out}: {exc.strerror}")) from exc
+        with text_sink:
+            Console(file=text_sink).print_json(json.dumps(answer, ensure_ascii=False))
         return
     _print_chain(answer)
 
 
 @contextmanager
 def _output(path: Path | None) -> Iterator[BinaryIO]:
+    """Yield stdout's bytes, or the file at ``path`` opened for writing; refuse a path that cannot be written."""
     if path is None:
         sys.stdout.flush()
         yield sys.stdout.buffer
         sys.stdout.buffer.flush()
         return
-    with path.open("wb") as handle:
+    try:
+        handle = path.open("wb")
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {path}: {exc.strerror}") from exc
+    with handle:
         yield handle
 
 

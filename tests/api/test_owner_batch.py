@@ -211,3 +211,18 @@ def test_cli_owner_file_before_any_boundary_generation_is_refused(tmp_path: Path
     assert result.exit_code == 2
     assert result.output == f"error: {NO_GENERATION}\n"
     assert not out.exists()
+
+
+def test_cli_owner_names_a_file_it_cannot_read_or_write_in_one_line(tmp_path: Path, cli: CliRunner) -> None:
+    missing = cli.invoke(app, ["owner", "--file", str(tmp_path / "nonexist.csv")])
+    assert missing.exit_code == 2
+    assert missing.output == f"error: cannot read {tmp_path}/nonexist.csv: No such file or directory\n"
+    points = tmp_path / "points.csv"
+    points.write_text(ROWS, encoding="utf-8")
+    nowhere = tmp_path / "nonexistent" / "dir" / "x.csv"
+    unwritable = cli.invoke(app, ["owner", "--file", str(points), "--out", str(nowhere)])
+    assert unwritable.exit_code == 2
+    assert unwritable.output == f"error: cannot write {nowhere}: No such file or directory\n"
+    single = cli.invoke(app, ["owner", "104.244", "23.371", "--json", "--out", str(nowhere)])
+    assert single.exit_code == 2
+    assert single.output == f"error: cannot write {nowhere}: No such file or directory\n"
