@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -481,7 +482,12 @@ def audit_command(
 def export_command(
     dataset: Annotated[str, typer.Argument(help="illegal-buildings, incidents, stalls or markets")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="geojson, gpkg, shp.zip, csv or kml")] = "geojson",
-    out_path: Annotated[Path | None, typer.Option("--out", "-o", help="file or folder (default: its own name)")] = None,
+    out_path: Annotated[
+        str | None,
+        typer.Option(
+            "--out", "-o", help="file, or folder (existing, or ending in '/': created) to write its own name in"
+        ),
+    ] = None,
     header: Annotated[str, typer.Option(help="CSV header: zh (Chinese labels) or en (field names)")] = "zh",
     status: Values = None,
     subdistrict: Annotated[list[str] | None, typer.Option(help="code or name, e.g. 开化街道; repeatable")] = None,
@@ -523,9 +529,7 @@ def export_command(
         engine = db.engine_for(database_settings())
         with engine.connect() as conn:
             export = exports.prepare(conn, dataset, fmt, filters)
-        target = out_path or Path(export.file_name())
-        if target.is_dir():
-            target = target / export.file_name()
+        target = _export_target(out_path, export.file_name())
         snapshot = exports.Snapshot(engine, export)
         if export.format.streamed:
             with target.open("wb") as sink:
@@ -547,6 +551,24 @@ def export_command(
     for row in [*snapshot.totals.subdistricts, {"name": "合计 total", **snapshot.totals.total}]:
         table.add_row(row.get("name") or "—", str(row["count"]), *(f"{row[m]:,.2f}" for m in measures))
     out.print(table)
+
+
+def _export_target(out_path: str | None, file_name: str) -> Path:
+    """Return the file to write: ``out_path``, or ``file_name`` in it when it is a folder.
+
+    A folder is one that exists or a path ending in "/" (created with its parents): as a Path, "lists/" loses
+    its slash, and the export was written as a file named "lists".
+    """
+    if out_path is None:
+        return Path(file_name)
+    target = Path(out_path)
+    if out_path.endswith(("/", os.sep)) or target.is_dir():
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InvalidInput(f"cannot create the folder {out_path}: {exc.strerror}") from exc
+        return target / file_name
+    return target
 
 
 @app.command("import")
