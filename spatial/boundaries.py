@@ -29,14 +29,13 @@ import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
 import numpy as np
 import numpy.typing as npt
-import pyogrio
 import shapely
 from sqlalchemy import ColumnElement, Table, and_, func, insert, literal, or_, select, text, update
 from sqlalchemy.engine import Connection
@@ -45,7 +44,7 @@ from spatial.crs import InputCrs, parse_crs, to_wgs84_arrays
 from spatial.errors import InvalidInput
 from spatial.layers import communities, generations, grids, organisation, streets, subdistricts
 from spatial.layers.base import Layer
-from spatial.loading import check_frame, load_rows
+from spatial.loading import check_frame, load_rows, read_gis_file
 
 LEVELS: tuple[Layer, ...] = (subdistricts.layer, communities.layer, grids.layer)  # parents first
 IMPORTABLE = ("subdistricts", "communities", "grids", "streets")
@@ -54,6 +53,7 @@ PARENTS = {"communities": ("subdistricts", "subdistrict_code"), "grids": ("commu
 CODE_DIGITS = {"subdistricts": 9, "communities": 12, "grids": 15}
 SINGULAR = {"subdistricts": "subdistrict", "communities": "community", "grids": "grid"}
 
+BEIJING = timezone(timedelta(hours=8))  # a valid_from given without a zone is Beijing time, as everywhere in the CLI
 DEFAULT_MIN_AREA_M2 = 1.0  # gaps, overlaps and overhangs smaller than this are digitising noise, not problems
 CHANGE_TOLERANCE_M2 = 0.01  # a boundary whose symmetric difference is below this is unchanged
 SHAPEFILE_FIELD_LENGTH = 10
@@ -133,17 +133,21 @@ class BoundaryProblems(InvalidInput):
 
 
 def read_boundary_file(
-    path: Path, layer: Layer, *, crs: str | None = None, fields: Mapping[str, str] | None = None
+    path: Path,
+    layer: Layer,
+    *,
+    crs: str | None = None,
+    fields: Mapping[str, str] | None = None,
+    encoding: str | None = None,
 ) -> tuple[gpd.GeoDataFrame, list[str]]:
     """Return the file's features with our field names and WGS-84 lon/lat geometry, and warnings.
 
     ``crs`` (``EPSG:4544``, ``cgcs2000``, ``gcj02``…) overrides the file's own CRS; without either the file
-    is refused. ``fields`` maps our field names to the file's (``{"code": "WGBM"}``).
+    is refused. ``fields`` maps our field names to the file's (``{"code": "WGBM"}``). ``encoding`` forces a
+    Shapefile's text encoding; without it one that declares none is read as UTF-8 or GBK
+    (``spatial.loading.read_gis_file``).
     """
-    try:
-        frame = pyogrio.read_dataframe(path)
-    except Exception as exc:  # pyogrio raises several GDAL error classes; all mean "cannot read"
-        raise InvalidInput(f"{path}: cannot be read as a GIS file ({exc})") from exc
+    frame = read_gis_file(path, encoding=encoding)
     warnings: list[str] = []
     frame = _rename_fields(frame, layer, fields or {}, path)
     source_crs = _source_crs(frame, crs, path, warnings)
@@ -296,23 +300,27 @@ def import_boundaries(
     valid_from: datetime | None = None,
     min_area_m2: float = DEFAULT_MIN_AREA_M2,
     replace: bool = False,
+    encoding: str | None = None,
 ) -> ImportReport:
     """Import ``path`` as ``layer_name`` inside the caller's transaction and return the report.
 
     Boundary levels become a new generation (refused with BoundaryProblems when the topology has problems,
     unless ``force``); streets are upserted (``replace`` also removes streets missing from the file). The
-    caller commits, or rolls back for a dry run.
+    caller commits, or rolls back for a dry run. ``encoding`` forces a Shapefile's text encoding. A
+    ``valid_from`` without a time zone (a date, say) is Beijing time (+08:00).
     """
     if layer_name not in IMPORTABLE:
         raise InvalidInput(f"cannot import {layer_name!r}: import one of {', '.join(IMPORTABLE)}")
     if layer_name == "streets":
-        return _import_streets(conn, path, crs=crs, fields=fields, replace=replace)
+        return _import_streets(conn, path, crs=crs, fields=fields, replace=replace, encoding=encoding)
     layer = next(level for level in LEVELS if level.name == layer_name)
-    frame, warnings = read_boundary_file(path, layer, crs=crs, fields=fields)
+    frame, warnings = read_boundary_file(path, layer, crs=crs, fields=fields, encoding=encoding)
     report = ImportReport(layer=layer_name, source=path.name, features=len(frame), warnings=warnings, forced=force)
     report.problems.extend(invalid_geometries(frame, layer))
 
     previous, previous_from = _latest_generation(conn)
+    if valid_from is not None and valid_from.tzinfo is None:
+        valid_from = valid_from.replace(tzinfo=BEIJING)
     start = valid_from or conn.execute(select(func.now())).scalar_one()
     if previous_from is not None and start <= previous_from:
         raise InvalidInput(
@@ -585,11 +593,17 @@ def _grids_without_member(conn: Connection, generation: int, at: datetime) -> li
 
 
 def _import_streets(
-    conn: Connection, path: Path, *, crs: str | None, fields: Mapping[str, str] | None, replace: bool
+    conn: Connection,
+    path: Path,
+    *,
+    crs: str | None,
+    fields: Mapping[str, str] | None,
+    replace: bool,
+    encoding: str | None,
 ) -> ImportReport:
     """Upsert streets by code (they have no generation) and report what changed; ``replace`` drops the rest."""
     layer = streets.layer
-    frame, warnings = read_boundary_file(path, layer, crs=crs, fields=fields)
+    frame, warnings = read_boundary_file(path, layer, crs=crs, fields=fields, encoding=encoding)
     report = ImportReport(layer="streets", source=path.name, features=len(frame), warnings=warnings)
     report.problems.extend(invalid_geometries(frame, layer))
     if report.problems:

@@ -210,7 +210,10 @@ def owner_command(
     try:
         engine = db.engine_for(database_settings())
         if file is not None:
-            data = file.read_bytes()
+            try:
+                data = file.read_bytes()
+            except OSError as exc:
+                raise InvalidInput(f"cannot read {file}: {exc.strerror}") from exc
             is_json = file.suffix.lower() in (".geojson", ".json")
             reader = owner_batch.read_geojson if is_json else owner_batch.read_csv
             batch = reader(data, crs=crs)
@@ -236,20 +239,32 @@ def owner_command(
     except CitygridError as exc:
         raise _fail(exc) from exc
     if as_json:
-        out_console = Console(file=None if out is None else out.open("w", encoding="utf-8"))
-        out_console.print_json(json.dumps(answer, ensure_ascii=False))
+        if out is None:
+            Console().print_json(json.dumps(answer, ensure_ascii=False))
+            return
+        try:
+            text_sink = out.open("w", encoding="utf-8")
+        except OSError as exc:
+            raise _fail(InvalidInput(f"cannot write {out}: {exc.strerror}")) from exc
+        with text_sink:
+            Console(file=text_sink).print_json(json.dumps(answer, ensure_ascii=False))
         return
     _print_chain(answer)
 
 
 @contextmanager
 def _output(path: Path | None) -> Iterator[BinaryIO]:
+    """Yield stdout's bytes, or the file at ``path`` opened for writing; refuse a path that cannot be written."""
     if path is None:
         sys.stdout.flush()
         yield sys.stdout.buffer
         sys.stdout.buffer.flush()
         return
-    with path.open("wb") as handle:
+    try:
+        handle = path.open("wb")
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {path}: {exc.strerror}") from exc
+    with handle:
         yield handle
 
 
@@ -483,7 +498,12 @@ def audit_command(
 def export_command(
     dataset: Annotated[str, typer.Argument(help="illegal-buildings, incidents, stalls or markets")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="geojson, gpkg, shp.zip, csv or kml")] = "geojson",
-    out_path: Annotated[Path | None, typer.Option("--out", "-o", help="file or folder (default: its own name)")] = None,
+    out_path: Annotated[
+        str | None,
+        typer.Option(
+            "--out", "-o", help="file, or folder (existing, or ending in '/': created) to write its own name in"
+        ),
+    ] = None,
     header: Annotated[str, typer.Option(help="CSV header: zh (Chinese labels) or en (field names)")] = "zh",
     status: Values = None,
     subdistrict: Annotated[list[str] | None, typer.Option(help="code or name, e.g. 开化街道; repeatable")] = None,
@@ -525,9 +545,7 @@ def export_command(
         engine = db.engine_for(database_settings())
         with engine.connect() as conn:
             export = exports.prepare(conn, dataset, fmt, filters)
-        target = out_path or Path(export.file_name())
-        if target.is_dir():
-            target = target / export.file_name()
+        target = _export_target(out_path, export.file_name())
         snapshot = exports.Snapshot(engine, export)
         if export.format.streamed:
             with target.open("wb") as sink:
@@ -551,6 +569,24 @@ def export_command(
     out.print(table)
 
 
+def _export_target(out_path: str | None, file_name: str) -> Path:
+    """Return the file to write: ``out_path``, or ``file_name`` in it when it is a folder.
+
+    A folder is one that exists or a path ending in "/" (created with its parents): as a Path, "lists/" loses
+    its slash, and the export was written as a file named "lists".
+    """
+    if out_path is None:
+        return Path(file_name)
+    target = Path(out_path)
+    if out_path.endswith(("/", os.sep)) or target.is_dir():
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InvalidInput(f"cannot create the folder {out_path}: {exc.strerror}") from exc
+        return target / file_name
+    return target
+
+
 @app.command("import")
 def import_command(
     layer: Annotated[str, typer.Argument(help="grids, communities, subdistricts or streets")],
@@ -571,6 +607,12 @@ def import_command(
     min_area: Annotated[float, typer.Option(help="report gaps/overlaps larger than this many m²")] = 1.0,
     field: Annotated[list[str] | None, typer.Option(help="OURS=THEIRS field name, e.g. code=WGBM; repeatable")] = None,
     replace: Annotated[bool, typer.Option("--replace", help="streets: remove streets missing from the file")] = False,
+    encoding: Annotated[
+        str | None,
+        typer.Option(
+            help="a Shapefile's text encoding, e.g. gbk or utf-8 (default: its .cpg; without one, UTF-8 or else GBK)"
+        ),
+    ] = None,
 ) -> None:
     """Import boundaries as a new generation (checked for gaps, overlaps, overhangs), or streets in place."""
     from spatial.boundaries import BoundaryProblems, ImportReport, import_boundaries
@@ -585,7 +627,7 @@ def import_command(
                 audit.act_as(conn, CLI_KEY)
                 report = import_boundaries(
                     conn, layer, file, crs=crs, fields=mapping, force=force, label=label, valid_from=moment,
-                    min_area_m2=min_area, replace=replace,
+                    min_area_m2=min_area, replace=replace, encoding=encoding,
                 )  # fmt: skip
             except BaseException:
                 transaction.rollback()

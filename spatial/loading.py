@@ -10,6 +10,7 @@ and loading the same files twice leaves the same rows (upsert on each layer's ke
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyogrio
 import shapely
 from psycopg2 import sql
@@ -84,12 +86,74 @@ def layer_files(directory: Path) -> list[tuple[Layer, Path]]:
     return [(layer, found[layer.name]) for layer in LAYERS if layer.name in found]
 
 
-def read_layer(layer: Layer, path: Path, *, make_valid: bool = False) -> LayerRows:
-    """Read and validate one layer file; raise InvalidInput naming the file and feature on a bad one."""
+# GDAL reads the text of a Shapefile that declares no encoding (no .cpg, no code page in the .dbf) as Latin-1
+# and says so: GBK names then arrive as mojibake, without an error. Latin-1 maps each byte to one character,
+# so the bytes as written are recovered exactly and decoded here, strictly (GDAL's own recoding replaces bad
+# bytes with a warning).
+_BYTES_AS_TEXT = "ISO-8859-1"
+SHAPEFILE_FALLBACK_ENCODINGS = ("utf-8", "gb18030")  # GB18030: the superset of GBK and GB2312
+
+
+def read_gis_file(path: Path, *, encoding: str | None = None, **options: Any) -> Any:
+    """Return ``pyogrio.read_dataframe(path, **options)``, a Shapefile's text read in its real encoding.
+
+    ``encoding`` forces the encoding of a Shapefile's text fields. Without it, a Shapefile that declares
+    none is read as UTF-8 if its text is valid UTF-8, else as GB18030: Chinese ArcGIS Shapefiles often come
+    without a .cpg, in GBK. Text that is neither is refused, asking for ``--encoding``. Other formats are
+    UTF-8 by definition and read as they are.
+    """
+    if encoding is not None:
+        try:
+            encoding = codecs.lookup(encoding).name
+        except LookupError:
+            raise InvalidInput(f"{encoding!r} is not a known text encoding: give e.g. gbk, gb18030 or utf-8") from None
     try:
-        frame = pyogrio.read_dataframe(path, datetime_as_string=True, read_geometry=layer.spatial)
+        info = pyogrio.read_info(path)
+        shapefile = info["driver"] == "ESRI Shapefile"
+        if shapefile and encoding is not None:
+            frame = pyogrio.read_dataframe(path, encoding=_BYTES_AS_TEXT, **options)
+        else:
+            frame = pyogrio.read_dataframe(path, **options)
     except Exception as exc:  # pyogrio raises several GDAL error classes; all mean "cannot read"
         raise InvalidInput(f"{path}: cannot be read as a GIS file ({exc})") from exc
+    if not shapefile:
+        return frame
+    if encoding is not None:
+        try:
+            return _decoded(frame, encoding)
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(
+                f"{path}: its text is not {encoding} ({exc.reason} at byte {exc.start}); give its real encoding"
+            ) from None
+    if info["encoding"] != _BYTES_AS_TEXT:
+        return frame  # declared by a .cpg or the .dbf's code page: GDAL has converted it to UTF-8
+    for candidate in SHAPEFILE_FALLBACK_ENCODINGS:
+        try:
+            return _decoded(frame, candidate)
+        except UnicodeDecodeError:
+            continue
+    raise InvalidInput(
+        f"{path}: the Shapefile declares no encoding (no .cpg) and its text is neither UTF-8 nor GBK; "
+        "say which encoding it is in with --encoding (e.g. --encoding big5)"
+    )
+
+
+def _decoded(frame: Any, encoding: str) -> Any:
+    """Return ``frame`` with its field names and text read as Latin-1 decoded again from ``encoding``, strictly."""
+
+    def text(value: Any) -> Any:
+        return value.encode(_BYTES_AS_TEXT).decode(encoding) if isinstance(value, str) else value
+
+    frame = frame.rename(columns={c: text(c) for c in frame.columns if c != "geometry"})
+    for name in frame.columns:
+        if name != "geometry" and (frame[name].dtype == object or pd.api.types.is_string_dtype(frame[name].dtype)):
+            frame[name] = frame[name].map(text)
+    return frame
+
+
+def read_layer(layer: Layer, path: Path, *, make_valid: bool = False) -> LayerRows:
+    """Read and validate one layer file; raise InvalidInput naming the file and feature on a bad one."""
+    frame = read_gis_file(path, datetime_as_string=True, read_geometry=layer.spatial)
     if layer.spatial:
         if frame.crs is None:
             raise InvalidInput(f"{path}: no coordinate reference system; give the file a CRS (e.g. EPSG:4490)")

@@ -24,11 +24,11 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from psycopg2.extensions import connection as PgConnection
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
 from spatial import encoding
 from spatial.crs import parse_crs, to_wgs84_arrays
-from spatial.errors import InvalidInput
+from spatial.errors import InvalidInput, NotFound
 from spatial.owner import CENTRAL_MERIDIAN, FAR_FROM_MERIDIAN_DEG
 from spatial.settings import OwnerSettings
 
@@ -127,29 +127,70 @@ def _column(columns: list[str], names: tuple[str, ...], what: str) -> int:
 
 
 def read_csv(data: bytes, *, crs: str | None, max_points: int = MAX_POINTS) -> Batch:
-    """Read a CSV with lon/lat columns (UTF-8 with or without BOM, or GBK); check every row's coordinates."""
+    """Read a CSV with lon/lat columns (UTF-8 with or without BOM, or GBK); check every row's coordinates.
+
+    A row with more fields than the header is not looked up (which field is which cannot be known): it gets its
+    own error and is written back with the header's number of fields; a row with fewer is filled with blanks.
+    """
     text = encoding.decode(data)
     plain = _plain_csv(text, max_points)
     if plain is not None:
         columns, prefixes = plain
-    else:  # quoted fields (commas or line breaks inside), ragged rows, repeated names: the full CSV parser
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-        if len(frame) > max_points:
-            raise InvalidInput(f"{len(frame):,} rows is more than {max_points:,} points: split the file")
-        columns = [str(c) for c in frame.columns]
-        prefixes = _csv_prefixes(frame)
-    lon_at, lat_at = _column(columns, LON_NAMES, "longitude"), _column(columns, LAT_NAMES, "latitude")
-    x, y = _coordinates(text, len(prefixes), lon_at, lat_at, plain is not None)
-    return _checked(columns, prefixes, x, y, crs, "csv")
+        lon_at, lat_at = _column(columns, LON_NAMES, "longitude"), _column(columns, LAT_NAMES, "latitude")
+        x, y = _coordinates(text, len(prefixes), lon_at, lat_at)
+        return _checked(columns, prefixes, x, y, crs, "csv")
+    # quoted fields (commas or line breaks inside), ragged rows, repeated names: the csv module's parser
+    parsed = _parsed_csv(text, max_points)
+    lon_at, lat_at = _column(parsed.columns, LON_NAMES, "longitude"), _column(parsed.columns, LAT_NAMES, "latitude")
+    x = pd.to_numeric(pd.Series([row[lon_at] for row in parsed.rows], dtype=object), errors="coerce")
+    y = pd.to_numeric(pd.Series([row[lat_at] for row in parsed.rows], dtype=object), errors="coerce")
+    return _checked(
+        parsed.columns, _csv_prefixes(parsed.rows), x.to_numpy(dtype=np.float64), y.to_numpy(dtype=np.float64),
+        crs, "csv", parsed.errors,
+    )  # fmt: skip
 
 
-def _csv_prefixes(frame: pd.DataFrame) -> list[bytes]:
-    """Return each row of ``frame`` as one UTF-8 CSV record and a comma, line breaks inside a field quoted."""
+@dataclass
+class _ParsedCsv:
+    """A CSV read by the csv module: the header, every row cut or filled to the header's width, ragged rows."""
+
+    columns: list[str]
+    rows: list[list[str]]
+    errors: dict[int, str]  # row index → why it is not looked up
+
+
+def _parsed_csv(text: str, max_points: int) -> _ParsedCsv:
+    """Return the header, the rows (blank lines skipped) and an error naming the line of each row too long."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    columns = next(reader, [])
+    width = len(columns)
+    rows: list[list[str]] = []
+    errors: dict[int, str] = {}
+    line = reader.line_num + 1  # where the next record starts
+    for fields in reader:
+        if fields:
+            if len(fields) > width:
+                errors[len(rows)] = (
+                    f"line {line} has {len(fields)} fields but the header {width}: not looked up, as which field is "
+                    f"which is unclear; the fields after the {width}th are left out here"
+                )
+                fields = fields[:width]
+            elif len(fields) < width:
+                fields += [""] * (width - len(fields))
+            rows.append(fields)
+        line = reader.line_num + 1
+    if len(rows) > max_points:
+        raise InvalidInput(f"{len(rows):,} rows is more than {max_points:,} points: split the file")
+    return _ParsedCsv(columns=columns, rows=rows, errors=errors)
+
+
+def _csv_prefixes(rows: list[list[str]]) -> list[bytes]:
+    """Return each row as one UTF-8 CSV record and a comma, line breaks inside a field quoted."""
     buffer = io.StringIO()
     # "\r\n" as terminator: the writer then quotes a field holding either character
     writer = csv.writer(buffer, lineterminator="\r\n")
     prefixes = []
-    for row in frame.itertuples(index=False, name=None):
+    for row in rows:
         buffer.seek(0)
         buffer.truncate()
         writer.writerow(row)
@@ -185,17 +226,16 @@ def _plain_csv(text: str, max_points: int) -> tuple[list[str], list[bytes]] | No
 
 
 def _coordinates(
-    text: str, count: int, lon_at: int, lat_at: int, plain: bool
+    text: str, count: int, lon_at: int, lat_at: int
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Return the lon and lat columns as floats, NaN where a value is missing or not a number."""
+    """Return a plain CSV's lon and lat columns as floats, NaN where a value is missing or not a number."""
     lon_i, lat_i = (0, 1) if lon_at < lat_at else (1, 0)  # pandas keeps the file's column order
-    if plain:
-        try:  # numbers throughout: pandas' C parser reads the two columns straight to floats
-            frame = pd.read_csv(io.StringIO(text), usecols=[lon_at, lat_at], dtype=np.float64)
-            if len(frame) == count:
-                return frame.iloc[:, lon_i].to_numpy(), frame.iloc[:, lat_i].to_numpy()
-        except ValueError:
-            pass  # a value that is not a number: read as text below, and that row gets its own error
+    try:  # numbers throughout: pandas' C parser reads the two columns straight to floats
+        frame = pd.read_csv(io.StringIO(text), usecols=[lon_at, lat_at], dtype=np.float64)
+        if len(frame) == count:
+            return frame.iloc[:, lon_i].to_numpy(), frame.iloc[:, lat_i].to_numpy()
+    except ValueError:
+        pass  # a value that is not a number: read as text below, and that row gets its own error
     frame = pd.read_csv(io.StringIO(text), usecols=[lon_at, lat_at], dtype=str, keep_default_na=False)
     return (
         pd.to_numeric(frame.iloc[:, lon_i], errors="coerce").to_numpy(dtype=np.float64),
@@ -218,24 +258,35 @@ def read_geojson(data: bytes, *, crs: str | None, max_points: int = MAX_POINTS) 
         raise InvalidInput(f"{len(features):,} features is more than {max_points:,} points: split the file")
     x = np.full(len(features), np.nan)
     y = np.full(len(features), np.nan)
+    not_points: dict[int, str] = {}
     for i, feature in enumerate(features):
-        geometry = (feature or {}).get("geometry") or {}
+        geometry = (feature if isinstance(feature, dict) else {}).get("geometry") or {}
+        kind = geometry.get("type") if isinstance(geometry, dict) else None
+        if kind is None:
+            continue  # no geometry: "coordinates missing"
+        if kind != "Point":
+            not_points[i] = f"the geometry is a {kind}, not a Point: give each feature one point"
+            continue
         coords = geometry.get("coordinates")
-        if geometry.get("type") == "Point" and isinstance(coords, list) and len(coords) >= 2:
+        if isinstance(coords, list) and len(coords) >= 2:
             try:
                 x[i], y[i] = float(coords[0]), float(coords[1])
             except (TypeError, ValueError):
                 pass
-    batch = _checked([], [], x, y, crs, "geojson")
+    batch = _checked([], [], x, y, crs, "geojson", not_points)
     batch.features = features
     return batch
 
 
 def _checked(
     columns: list[str], prefixes: list[bytes], x: npt.NDArray[np.float64], y: npt.NDArray[np.float64],
-    crs_name: str | None, kind: str,
+    crs_name: str | None, kind: str, refused: dict[int, str] | None = None,
 ) -> Batch:  # fmt: skip
+    """Return the batch with each row's error: ``refused`` rows (their own reason), then bad coordinates."""
     crs = parse_crs(crs_name)
+    if refused:
+        x, y = x.copy(), y.copy()
+        x[list(refused)] = y[list(refused)] = np.nan
     errors: list[str | None] = [None] * len(x)
     finite = np.isfinite(x) & np.isfinite(y)
     in_range = finite if crs.projected else finite & (np.abs(x) <= 180) & (np.abs(y) <= 90)
@@ -254,6 +305,8 @@ def _checked(
     for i in np.flatnonzero(far):
         errors[i] = f"not covered: lon {lon[i]} is too far from this city's projection zone"
     lon[far] = lat[far] = np.nan
+    for row, reason in (refused or {}).items():
+        errors[row] = reason
     return Batch(columns=columns, prefixes=prefixes, lon=lon, lat=lat, errors=errors, kind=kind)
 
 
@@ -494,10 +547,24 @@ def write_geojson(batch: Batch, answers: Iterator[tuple[int, tuple[Any, ...] | N
 def stream(
     engine: Engine, batch: Batch, *, at: datetime | None = None, rules: OwnerSettings, workers: int = 2
 ) -> Iterator[bytes]:
-    """Yield the answer to ``batch`` in its own format (CSV or GeoJSON, UTF-8), every input row in input order."""
+    """Return the answer to ``batch`` in its own format (CSV or GeoJSON, UTF-8), every input row in input order.
+
+    Raises NotFound, as a single lookup does, when no boundary generation was in force at ``at`` (default now):
+    every row would be unowned, and the whole batch is refused before anything is written.
+    """
+    moment = at or datetime.now(UTC)
+    check_generation(engine, moment)
     if batch.kind == "csv":
-        return answer_csv(engine, batch, at=at, rules=rules, workers=workers)
-    return write_geojson(batch, answer(engine, batch, at=at, rules=rules, workers=workers))
+        return answer_csv(engine, batch, at=moment, rules=rules, workers=workers)
+    return write_geojson(batch, answer(engine, batch, at=moment, rules=rules, workers=workers))
+
+
+def check_generation(engine: Engine, at: datetime) -> None:
+    """Raise NotFound when no boundary generation was in force at ``at`` (the message of a single lookup)."""
+    with engine.connect() as conn:
+        generation = conn.execute(select(func.citygrid_generation_at(at))).scalar()
+    if generation is None:
+        raise NotFound(f"no boundary generation was in force at {at.isoformat()}; ask about a later moment")
 
 
 def _jsonable(value: Any) -> Any:

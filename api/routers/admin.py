@@ -129,7 +129,21 @@ async def import_boundary_file(
     dry_run: bool = False,
     force: bool = False,
     label: Annotated[str | None, Query(max_length=100)] = None,
-    valid_from: Annotated[datetime | None, Query(description="when the new generation starts (default: now)")] = None,
+    valid_from: Annotated[
+        datetime | None,
+        Query(
+            description="when the new generation starts (default: now); without a time zone, e.g. 2024-01-01, "
+            "Beijing time (+08:00), as on the command line"
+        ),
+    ] = None,
+    encoding: Annotated[
+        str | None,
+        Query(
+            max_length=40,
+            description="a zipped Shapefile's text encoding, e.g. gbk or utf-8 (default: its .cpg; without one, "
+            "UTF-8 if the text is valid UTF-8, else GBK)",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     """Import the body as ``layer`` in one transaction (rolled back for a dry run) and return the report."""
     async with uploaded(request, BOUNDARY_FILES, name=layer, what="a boundary file") as path:
@@ -137,7 +151,9 @@ async def import_boundary_file(
         def run() -> dict[str, Any]:
             with engine.connect() as conn, conn.begin() as transaction:
                 audit.act_as(conn, key)
-                report = import_boundaries(conn, layer, path, crs=crs, force=force, label=label, valid_from=valid_from)
+                report = import_boundaries(
+                    conn, layer, path, crs=crs, force=force, label=label, valid_from=valid_from, encoding=encoding
+                )
                 if dry_run:
                     transaction.rollback()
             return {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
@@ -153,7 +153,10 @@ def _query_params(query_string: bytes) -> dict[str, str]:
     **allow(
         *access.STAFF_ROLES,
         doing="look up owners in bulk (a staff tool: its rows carry phone numbers)",
-        responses={200: {"content": {"text/csv": {}, "application/geo+json": {}}}, **documented(415)},
+        responses={
+            200: {"content": {"text/csv": {}, "application/geo+json": {}}},
+            **documented(404, 415, s404="no boundary generation was in force at `at`"),
+        },
     ),  # fmt: skip
 )
 async def owners_of_points(
@@ -178,6 +181,9 @@ async def owners_of_points(
         raise UnsupportedMediaType(
             f"content-type {content_type or '(none)'} is not supported: send text/csv or application/geo+json"
         )
-    pieces = owner_batch.stream(engine, batch, at=at, rules=settings.owner)
-    pieces = await run_in_threadpool(owner_batch.primed, pieces)
+
+    def first_piece() -> Iterator[bytes]:  # in the thread pool: the generation's check and the first chunk query
+        return owner_batch.primed(owner_batch.stream(engine, batch, at=at, rules=settings.owner))
+
+    pieces = await run_in_threadpool(first_piece)
     return StreamingResponse(iterate_in_threadpool(pieces), media_type=media_type)

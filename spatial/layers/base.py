@@ -12,9 +12,11 @@ from typing import Any
 
 from geoalchemy2 import Geometry
 from sqlalchemy import Column, ColumnElement, Computed, MetaData, Select, Table, and_, func, select
+from sqlalchemy import column as sql_column
+from sqlalchemy import table as sql_table
 from sqlalchemy.engine import Connection
 
-from spatial.errors import InvalidInput
+from spatial.errors import InvalidInput, NotFound
 
 metadata = MetaData()
 
@@ -116,6 +118,15 @@ def current_generation(conn: Connection) -> int | None:
     return generation
 
 
+def _check_generation(conn: Connection, generation: int) -> None:
+    """Raise NotFound, naming the generations there are, when boundary generation ``generation`` does not exist."""
+    known = sql_table("boundary_generations", sql_column("generation"))
+    existing = conn.execute(select(known.c.generation).order_by(known.c.generation)).scalars().all()
+    if generation not in existing:
+        there = ", ".join(map(str, existing)) or "none: no boundaries are loaded"
+        raise NotFound(f"no boundary generation {generation}; the generations are {there}")
+
+
 def page(
     conn: Connection,
     layer: Layer,
@@ -132,6 +143,8 @@ def page(
         envelope = func.ST_MakeEnvelope(bbox.west, bbox.south, bbox.east, bbox.north, 4326)
         conditions.append(func.ST_Intersects(table.c.geom, envelope))
     if layer.has_generation:
+        if generation is not None:
+            _check_generation(conn, generation)
         conditions.append(table.c.generation == (generation or current_generation(conn)))
     where = and_(*conditions) if conditions else None
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import io
+import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 
+import geopandas as gpd
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 from tests.api.casekit import GRID_1, Keys, made_keys
+from tests.db.test_import_boundaries import write_shapefile
 from tests.support import FIXTURES
 
 GRID = "532601001001001"  # held by P0396 since the swap of 2017-04-01
@@ -124,3 +129,38 @@ def test_boundary_files_over_http_admin_only_and_dry_run_writes_nothing(
         assert conn.execute(text("SELECT count(*) FROM boundary_generations")).scalar_one() == generations
     wrong = client.post(path, content=b"not a file", headers={"content-type": "text/plain", **keys.header("admin")})
     assert wrong.status_code == 415
+
+
+def test_a_zipped_gbk_shapefile_without_a_cpg_is_read_as_gbk_and_encoding_can_be_forced(
+    client: TestClient, keys: Keys, tmp_path: Path
+) -> None:
+    shapefile = tmp_path / "wg.shp"
+    write_shapefile(gpd.read_file(FIXTURES / "grids.geojson").to_crs(4544), shapefile, encoding="GBK", cpg=False)
+    body = io.BytesIO()
+    with zipfile.ZipFile(body, "w") as archive:
+        for part in sorted(tmp_path.glob("wg.*")):
+            archive.write(part, part.name)
+    headers = {"content-type": "application/zip", **keys.header("admin")}
+    path = "/v1/boundaries/grids"
+    dry = client.post(path, params={"dry_run": "true"}, content=body.getvalue(), headers=headers)
+    assert dry.status_code == 200, dry.text
+    assert dry.json()["counts"] == {"added": 0, "removed": 0, "changed": 0, "unchanged": 193}
+    wrong = client.post(path, params={"dry_run": "true", "encoding": "utf-8"}, content=body.getvalue(), headers=headers)
+    assert wrong.status_code == 422
+    assert wrong.json()["message"].endswith(
+        "/grids.shp.zip: its text is not utf-8 (invalid start byte at byte 0); give its real encoding"
+    )
+
+
+def test_a_boundary_valid_from_without_a_time_zone_is_beijing_time(client: TestClient, keys: Keys) -> None:
+    body = (FIXTURES / "grids.geojson").read_bytes()
+    headers = {"content-type": "application/geo+json", **keys.header("admin")}
+    path = "/v1/boundaries/grids"
+    later = client.post(path, params={"dry_run": "true", "valid_from": "2030-01-01"}, content=body, headers=headers)
+    assert later.status_code == 200, later.text
+    assert later.json()["valid_from"] == "2030-01-01T00:00:00+08:00"
+    early = client.post(path, params={"dry_run": "true", "valid_from": "2010-01-01"}, content=body, headers=headers)
+    assert early.status_code == 422
+    assert early.json()["message"] == (
+        "valid_from 2010-01-01T00:00:00+08:00 is not after generation 1's start 2016-01-01T00:00:00+08:00"
+    )

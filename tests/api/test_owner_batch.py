@@ -142,3 +142,87 @@ def test_csv_batch_with_quotes_and_crlf_writes_rows_back_as_csv(planner_client: 
         assert [(r["id"], r["grid_code"]) for r in rows] == [("1", "532601001008006"), ("2", "532601001006007")]
         if names is not None:
             assert [r["name"] for r in rows] == names
+
+
+def test_a_row_longer_than_the_header_gets_its_own_error_and_shifts_nothing(planner_client: TestClient) -> None:
+    body = "id,lon,lat,note\n1,104.244,23.371,a,5\n2,104.244,23.371\n3,104.217011,23.363428,c\n"
+    response = planner_client.post("/v1/owner/batch", content=body.encode(), headers={"content-type": "text/csv"})
+    assert response.status_code == 200
+    assert response.text.splitlines()[0].startswith("id,lon,lat,note,grid_code,")
+    rows = parse(response.text)
+    assert [(r["id"], r["lon"], r["lat"], r["note"]) for r in rows] == [
+        ("1", "104.244", "23.371", "a"), ("2", "104.244", "23.371", ""), ("3", "104.217011", "23.363428", "c"),
+    ]  # fmt: skip
+    assert [r["grid_code"] for r in rows] == ["", "532601001008006", "532601001006007"]
+    assert [r["error"] for r in rows] == [
+        "line 2 has 5 fields but the header 4: not looked up, as which field is which is unclear; "
+        "the fields after the 4th are left out here",
+        "",
+        "",
+    ]
+
+
+def test_a_geojson_feature_that_is_not_a_point_says_so(planner_client: TestClient) -> None:
+    line = {"type": "LineString", "coordinates": [[104.244, 23.371], [104.245, 23.372]]}
+    point = {"type": "Point", "coordinates": [104.244, 23.371]}
+    collection = {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "properties": {"n": 1}, "geometry": line},
+            {"type": "Feature", "properties": {"n": 2}, "geometry": point},
+        ],
+    }
+    response = planner_client.post(
+        "/v1/owner/batch", content=json.dumps(collection), headers={"content-type": "application/geo+json"}
+    )
+    assert response.status_code == 200
+    features = response.json()["features"]
+    assert features[0]["properties"] == {
+        "n": 1, "owner_error": "the geometry is a LineString, not a Point: give each feature one point"
+    }  # fmt: skip
+    assert features[1]["properties"]["owner"]["grid_code"] == "532601001008006"
+
+
+NO_GENERATION = "no boundary generation was in force at 2000-01-01T00:00:00+08:00; ask about a later moment"
+
+
+def test_a_batch_before_any_boundary_generation_is_a_404_as_a_single_lookup(planner_client: TestClient) -> None:
+    at = {"at": "2000-01-01T00:00:00+08:00"}
+    single = planner_client.get("/v1/owner", params={"lon": 104.244, "lat": 23.371, **at})
+    assert (single.status_code, single.json()["message"]) == (404, NO_GENERATION)
+    csv_batch = planner_client.post(
+        "/v1/owner/batch", params=at, content=ROWS.encode(), headers={"content-type": "text/csv"}
+    )
+    assert (csv_batch.status_code, csv_batch.json()["message"]) == (404, NO_GENERATION)
+    points = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": [104.244, 23.371]}},
+    ]}  # fmt: skip
+    geojson_batch = planner_client.post(
+        "/v1/owner/batch", params=at, content=json.dumps(points), headers={"content-type": "application/geo+json"}
+    )
+    assert (geojson_batch.status_code, geojson_batch.json()["message"]) == (404, NO_GENERATION)
+
+
+def test_cli_owner_file_before_any_boundary_generation_is_refused(tmp_path: Path, cli: CliRunner) -> None:
+    points = tmp_path / "points.csv"
+    points.write_text(ROWS, encoding="utf-8")
+    out = tmp_path / "owners.csv"
+    result = cli.invoke(app, ["owner", "--file", str(points), "--at", "2000-01-01", "--out", str(out)])
+    assert result.exit_code == 2
+    assert result.output == f"error: {NO_GENERATION}\n"
+    assert not out.exists()
+
+
+def test_cli_owner_names_a_file_it_cannot_read_or_write_in_one_line(tmp_path: Path, cli: CliRunner) -> None:
+    missing = cli.invoke(app, ["owner", "--file", str(tmp_path / "nonexist.csv")])
+    assert missing.exit_code == 2
+    assert missing.output == f"error: cannot read {tmp_path}/nonexist.csv: No such file or directory\n"
+    points = tmp_path / "points.csv"
+    points.write_text(ROWS, encoding="utf-8")
+    nowhere = tmp_path / "nonexistent" / "dir" / "x.csv"
+    unwritable = cli.invoke(app, ["owner", "--file", str(points), "--out", str(nowhere)])
+    assert unwritable.exit_code == 2
+    assert unwritable.output == f"error: cannot write {nowhere}: No such file or directory\n"
+    single = cli.invoke(app, ["owner", "104.244", "23.371", "--json", "--out", str(nowhere)])
+    assert single.exit_code == 2
+    assert single.output == f"error: cannot write {nowhere}: No such file or directory\n"

@@ -121,3 +121,11 @@ def test_limit_above_the_maximum_is_refused(client: TestClient) -> None:
     assert response.status_code == 422
     assert "maximum page size 10000" in response.json()["message"]
     assert client.get("/v1/layers/incidents?limit=0").status_code == 422
+
+
+def test_a_boundary_generation_that_does_not_exist_is_a_404_naming_those_that_do(client: TestClient) -> None:
+    missing = client.get("/v1/layers/grids", params={"generation": 2})
+    assert missing.status_code == 404
+    assert missing.json()["message"] == "no boundary generation 2; the generations are 1"
+    first = client.get("/v1/layers/grids", params={"generation": 1, "limit": 1})
+    assert first.status_code == 200 and first.json()["numberMatched"] == 193

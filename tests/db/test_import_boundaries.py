@@ -20,10 +20,11 @@ from sqlalchemy.pool import NullPool
 from typer.testing import CliRunner
 
 from spatial import migrate
-from spatial.boundaries import BoundaryProblems, ImportReport, check_topology, import_boundaries
+from spatial.boundaries import BoundaryProblems, ImportReport, check_topology, import_boundaries, read_boundary_file
 from spatial.cli import app
 from spatial.crs import wgs84_to_gcj02
 from spatial.errors import InvalidInput
+from spatial.layers import grids
 from spatial.loading import load_directory
 from spatial.settings import clear_settings_cache
 from tests.support import FIXTURES, fresh_database
@@ -39,12 +40,17 @@ def area_m2(geometry: Any) -> float:
     return float(in_4544(geometry).area)
 
 
-def write_shapefile(frame: gpd.GeoDataFrame, path: Path) -> None:
-    """Write a Shapefile as the surveying bureau would: field names cut to 10 characters (community_)."""
+def write_shapefile(frame: gpd.GeoDataFrame, path: Path, *, encoding: str = "UTF-8", cpg: bool = True) -> None:
+    """Write a Shapefile as the surveying bureau would: field names cut to 10 characters (community_).
+
+    ``cpg`` False deletes the .cpg, as Chinese ArcGIS Shapefiles often come: nothing then says the encoding.
+    """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Column names longer than 10 characters", UserWarning)
         warnings.filterwarnings("ignore", "Normalized/laundered field name", RuntimeWarning)
-        frame.to_file(path, encoding="UTF-8")
+        frame.to_file(path, encoding=encoding)
+    if not cpg:
+        path.with_suffix(".cpg").unlink()
 
 
 def fixture_grids() -> gpd.GeoDataFrame:
@@ -128,6 +134,48 @@ def test_gcj02_coordinates_are_brought_back_to_wgs84(conn: Connection, tmp_path:
 def _gcj(xy: Any) -> Any:
     lon, lat = wgs84_to_gcj02(xy[:, 0], xy[:, 1])
     return np.column_stack([lon, lat])
+
+
+def test_a_gbk_shapefile_without_a_cpg_is_read_as_gbk(conn: Connection, tmp_path: Path) -> None:
+    path = tmp_path / "wg.shp"
+    write_shapefile(fixture_grids().to_crs(4544), path, encoding="GBK", cpg=False)
+    report = imported(conn, "grids", path, crs="EPSG:4544")
+    assert report.counts() == {"added": 0, "removed": 0, "changed": 0, "unchanged": 193}
+    frame, _ = read_boundary_file(path, grids.layer, crs="EPSG:4544")
+    assert frame["name"].iloc[0] == "东风社区第1网格"
+    assert list(frame["name"]) == list(fixture_grids()["name"])
+
+
+def test_a_utf8_shapefile_without_a_cpg_is_read_as_utf8(conn: Connection, tmp_path: Path) -> None:
+    path = tmp_path / "wg.shp"
+    write_shapefile(fixture_grids().to_crs(4544), path, encoding="UTF-8", cpg=False)
+    frame, _ = read_boundary_file(path, grids.layer, crs="EPSG:4544")
+    assert list(frame["name"]) == list(fixture_grids()["name"])
+    report = imported(conn, "grids", path, crs="EPSG:4544")
+    assert report.counts() == {"added": 0, "removed": 0, "changed": 0, "unchanged": 193}
+
+
+def test_a_shapefile_neither_utf8_nor_gbk_is_refused_unless_its_encoding_is_given(tmp_path: Path) -> None:
+    frame = fixture_grids().to_crs(4544)
+    frame["name"] = "\xff\xff"  # two bytes 0xFF in Latin-1: neither UTF-8 nor GB18030
+    path = tmp_path / "wg.shp"
+    write_shapefile(frame, path, encoding="ISO-8859-1", cpg=False)
+    with pytest.raises(InvalidInput) as caught:
+        read_boundary_file(path, grids.layer, crs="EPSG:4544")
+    assert caught.value.message == (
+        f"{path}: the Shapefile declares no encoding (no .cpg) and its text is neither UTF-8 nor GBK; "
+        "say which encoding it is in with --encoding (e.g. --encoding big5)"
+    )
+    forced, _ = read_boundary_file(path, grids.layer, crs="EPSG:4544", encoding="latin-1")
+    assert forced["name"].iloc[0] == "\xff\xff"
+    with pytest.raises(InvalidInput) as wrong:
+        read_boundary_file(path, grids.layer, crs="EPSG:4544", encoding="utf-8")
+    assert wrong.value.message == (
+        f"{path}: its text is not utf-8 (invalid start byte at byte 0); give its real encoding"
+    )
+    with pytest.raises(InvalidInput) as unknown:
+        read_boundary_file(path, grids.layer, crs="EPSG:4544", encoding="klingon")
+    assert unknown.value.message == "'klingon' is not a known text encoding: give e.g. gbk, gb18030 or utf-8"
 
 
 def test_a_file_without_a_crs_needs_one(conn: Connection, tmp_path: Path) -> None:
@@ -349,3 +397,22 @@ def test_cli_import_dry_run_then_commit_then_refuse(scratch: Engine, uncached_se
     assert "5 problem(s)" in refused.output and "overlap" in refused.output and "invalid geometry" in refused.output
     with scratch.connect() as conn:
         assert scalar(conn, "SELECT max(generation) FROM boundary_generations") == 2
+
+
+def test_cli_import_reads_a_gbk_shapefile_without_a_cpg_and_takes_encoding(
+    scratch: Engine, uncached_settings: None, tmp_path: Path
+) -> None:
+    env = {"DATABASE_URL": scratch.url.render_as_string(hide_password=False), "COLUMNS": "200"}
+    path = tmp_path / "wg.shp"
+    write_shapefile(fixture_grids().to_crs(4544), path, encoding="GBK", cpg=False)
+    path.with_suffix(".prj").unlink()
+    dry = CliRunner().invoke(app, ["import", "grids", str(path), "--crs", "EPSG:4544", "--dry-run"], env=env)
+    assert dry.exit_code == 0, dry.output
+    assert "193 features; 0 added, 0 removed, 0 changed, 193 unchanged" in dry.output
+    forced = ["import", "grids", str(path), "--crs", "EPSG:4544", "--dry-run", "--encoding", "gbk"]
+    assert "193 unchanged" in CliRunner().invoke(app, forced, env=env).output
+    wrong = CliRunner().invoke(app, [*forced[:-1], "utf-8"], env=env)
+    assert wrong.exit_code == 2
+    assert f"error: {path}: its text is not utf-8 (invalid start byte at byte 0); give its real encoding" in " ".join(
+        wrong.output.split()
+    )

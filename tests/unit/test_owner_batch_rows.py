@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from spatial.owner_batch import MAX_POINTS, _plain_csv
+from spatial.owner_batch import MAX_POINTS, _parsed_csv, _plain_csv
 
 
 def test_plain_rows_keep_their_text_and_gain_one_comma() -> None:
@@ -23,3 +23,13 @@ def test_quotes_ragged_rows_and_repeated_names_need_the_parser() -> None:
     assert _plain_csv('id,lon,lat\n1,"a",23.3\n', MAX_POINTS) is None
     assert _plain_csv("id,lon,lat\n1,104.2,23.3,extra\n", MAX_POINTS) is None
     assert _plain_csv("id,lon,lon\n1,104.2,23.3\n", MAX_POINTS) is None
+
+
+def test_the_parser_names_the_line_of_a_row_longer_than_the_header_and_fills_a_shorter_one() -> None:
+    parsed = _parsed_csv('id,name,lon,lat\n1,"两行\n地址",104.2,23.3\n\n2,b,104.2,23.3,x,y\n3,c\n', MAX_POINTS)
+    assert parsed.columns == ["id", "name", "lon", "lat"]
+    assert parsed.rows == [["1", "两行\n地址", "104.2", "23.3"], ["2", "b", "104.2", "23.3"], ["3", "c", "", ""]]
+    assert parsed.errors == {
+        1: "line 5 has 6 fields but the header 4: not looked up, as which field is which is unclear; "
+        "the fields after the 4th are left out here"
+    }
