@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -69,8 +70,14 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/tilesets-list",
 ]
 
+log = logging.getLogger(__name__)
+
 CRS_HELP = "output CRS (OGC API – Features Part 2): " + ", ".join(ogc.CRS_URIS) + "; default CRS84"
 BBOX_CRS_HELP = "CRS of `bbox`, corners in that CRS's axis order: " + ", ".join(ogc.CRS_URIS) + "; default CRS84"
+FILTER_CRS_HELP = (
+    "CRS of the geometries in `filter`, coordinates in that CRS's axis order: " + ", ".join(ogc.CRS_URIS)
+    + "; default CRS84"
+)  # fmt: skip
 
 
 # --- dependencies handed to tipg's routes -------------------------------------------------------------
@@ -112,16 +119,23 @@ def cql2_filter(
     filter_lang: Annotated[
         str | None, Query(alias="filter-lang", description="cql2-text (default) or cql2-json")
     ] = None,
+    filter_crs: Annotated[str | None, Query(alias="filter-crs", description=FILTER_CRS_HELP)] = None,
 ) -> Expr | None:
-    """Replace tipg's ``filter`` parser so that a malformed filter is a 400 that says where it went wrong."""
+    """Replace tipg's ``filter`` parser: return the filter with its geometries read in ``filter-crs``.
+
+    A malformed filter is a 400 that says where it went wrong; ``filter-crs`` (OGC API Features Part 3) is
+    one of the CRSs the collections list, coordinates in its axis order as for ``bbox-crs``.
+    """
     if filter_lang not in (None, "cql2-text", "cql2-json"):
         raise InvalidInput(f"filter-lang={filter_lang!r} is not supported: use cql2-text or cql2-json")
+    crs = ogc.parse_ogc_crs(filter_crs, parameter="filter-crs")
     if query is None:
         return None
     try:
-        return tipg_dependencies.filter_query(query=query, filter_lang=None)
+        expr = tipg_dependencies.filter_query(query=query, filter_lang=None)
     except Exception as exc:  # cql2 raises its own ParseError and ValidationError, and bare Exception
         raise InvalidInput(f"filter is not valid CQL2 ({str(exc).strip()})", detail={"filter": query}) from exc
+    return ogc.filter_in_storage_crs(expr, crs) if expr is not None else None
 
 
 # --- landing page and conformance (ours: tipg's would point at the parent application's OpenAPI) --------
@@ -355,12 +369,15 @@ def _error_handlers(ogc_app: FastAPI) -> None:
         status = 400 if exc.status_code == 422 else exc.status_code
         return JSONResponse(error_body("http_error", str(exc.detail)), status_code=status)
 
-    def database(_: Request, exc: Exception) -> JSONResponse:
+    def database(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, asyncpg.PostgresError)
         sqlstate = str(getattr(exc, "sqlstate", "") or "")
         if sqlstate[:2] in ("22", "42"):  # data exception, syntax error or undefined column: the caller's filter
             message = f"the database refused the query: {str(exc).splitlines()[0]}; check filter and property names"
             return JSONResponse(error_body("invalid_parameter", message), status_code=400)
+        # Anything else is ours to fix (XX000 is PostGIS refusing a query we built): the caller only learns
+        # that it failed, so the log must say what did.
+        log.error("OGC API query failed: %s %s (SQLSTATE %s)", request.method, request.url, sqlstate, exc_info=exc)
         return JSONResponse(error_body("server_error", "the database failed to answer"), status_code=500)
 
     ogc_app.add_exception_handler(CitygridError, domain)

@@ -6,7 +6,8 @@ maintained ``cql2`` library), OGC API – Tiles (``ST_AsMVT``), HTML views and t
 things it does not do, which this module adds as a thin layer:
 
 - Part 2, coordinate reference systems by reference: output in EPSG:4326, EPSG:4490 (CGCS2000) and
-  EPSG:4544 (CGCS2000 / 3-degree Gauss-Krüger CM 105° E) besides CRS84, and ``bbox`` given in any of them.
+  EPSG:4544 (CGCS2000 / 3-degree Gauss-Krüger CM 105° E) besides CRS84, and ``bbox`` (``bbox-crs``) and the
+  geometries of a CQL2 ``filter`` (``filter-crs``, Part 3) given in any of them.
   Coordinates come out in each CRS's authority axis order (latitude first for 4326 and 4490, northing first
   for 4544), as Part 2 requires and as GDAL's OAPIF driver expects by default.
 - Our catalogue: collections are built from our ``Layer`` descriptions rather than tipg's introspection of
@@ -191,6 +192,68 @@ def parse_ogc_bbox(text: str, crs: OgcCrs) -> OgcBBox:
     if south > north:
         raise InvalidInput(f"bbox={text!r} has its lower corner above its upper corner", detail={"parameter": "bbox"})
     return bbox
+
+
+def _flipped(geometry: dict[str, Any]) -> dict[str, Any]:
+    """Return a GeoJSON geometry with the first two axes of each position swapped (latitude-first to lon/lat)."""
+
+    def swap(node: Any) -> Any:
+        if isinstance(node, list) and node and isinstance(node[0], int | float):
+            return [node[1], node[0], *node[2:]]
+        return [swap(item) for item in node] if isinstance(node, list) else node
+
+    if geometry.get("type") == "GeometryCollection":
+        return {**geometry, "geometries": [_flipped(g) for g in geometry.get("geometries", [])]}
+    return {**geometry, "coordinates": swap(geometry.get("coordinates"))}
+
+
+def _literal_in_storage_crs(literal: dict[str, Any], crs: OgcCrs) -> dict[str, Any]:
+    """Return a CQL2 geometry literal or BBOX given in ``crs`` as SQL functions that give it in lon/lat 4326.
+
+    The SRID is always set: a BBOX is ``ST_MakeEnvelope`` without one (SRID 0), which PostGIS refuses to
+    compare with the stored geometries.
+    """
+    if "bbox" in literal:
+        box = list(literal["bbox"])
+        if len(box) == 6:  # heights are ignored, as in ``bbox``
+            box = [box[0], box[1], box[3], box[4]]
+        if crs.northing_first and len(box) == 4:
+            box = [box[1], box[0], box[3], box[2]]
+        literal = {"bbox": box}
+    elif crs.northing_first:
+        literal = _flipped(literal)
+    node: dict[str, Any] = {"op": "st_setsrid", "args": [literal, crs.srid]}
+    if crs.projected:  # edges are straight in the projected CRS, as for a projected ``bbox``
+        node = {"op": "st_segmentize", "args": [node, BBOX_SEGMENT_M]}
+    if crs.srid != 4326:
+        node = {"op": "st_transform", "args": [node, 4326]}
+    return node
+
+
+def _is_geometry_literal(node: dict[str, Any]) -> bool:
+    if set(node) == {"bbox"}:
+        return True
+    return node.get("type") in GEOJSON_TYPES.values() or node.get("type") == "GeometryCollection"
+
+
+def filter_in_storage_crs(expr: Expr, crs: OgcCrs) -> Expr:
+    """Return a CQL2 filter whose geometries (``filter-crs``: ``crs``, its axis order) are compared in lon/lat.
+
+    Every geometry literal and BBOX is tagged with ``crs``'s SRID, flipped to x-first when ``crs`` is
+    latitude- or northing-first (EPSG:4326, 4490, 4544, as ``bbox-crs`` reads them) and reprojected to the
+    stored EPSG:4326, so that the column's spatial index stays usable.
+    """
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if _is_geometry_literal(node):
+            return _literal_in_storage_crs(node, crs)
+        return {key: walk(value) for key, value in node.items()}
+
+    return Expr(walk(expr.to_json()))
 
 
 class LayerCollection(PgCollection):

@@ -198,6 +198,76 @@ def test_output_crs_uses_the_authority_axis_order(client: TestClient, engine: En
     assert EPSG + "4544" in unsupported.json()["message"]
 
 
+def test_cql2_bbox_is_lon_lat_on_every_layer(client: TestClient, engine: Engine) -> None:
+    # BBOX(...) is ST_MakeEnvelope without an SRID, which PostGIS refused to compare with the stored geometries.
+    envelope = "ST_MakeEnvelope(104.24, 23.37, 104.25, 23.38, 4326)"
+    stalls = client.get(
+        "/ogc/collections/stalls/items", params={"filter": "S_INTERSECTS(geom, BBOX(104.24,23.37,104.25,23.38))"}
+    )
+    assert stalls.status_code == 200
+    assert stalls.json()["numberMatched"] == rows(engine, f"SELECT count(*) FROM stalls WHERE geom && {envelope}")[0][0]
+    assert stalls.json()["numberMatched"] == 26
+    grids = client.get(
+        "/ogc/collections/grids/items", params={"filter": "S_INTERSECTS(geom, BBOX(104.24,23.37,104.25,23.38))"}
+    )
+    assert grids.status_code == 200
+    assert grids.json()["numberMatched"] == 15
+
+
+def test_unexpected_database_errors_are_logged(settings: Any, caplog: pytest.LogCaptureFixture) -> None:
+    import asyncpg
+    from starlette.requests import Request
+
+    from api.ogc import build_app
+
+    handler = build_app(settings).exception_handlers[asyncpg.PostgresError]
+    scope = {
+        "type": "http", "method": "GET", "path": "/collections/stalls/items", "query_string": b"filter=x",
+        "headers": [], "server": ("testserver", 80), "scheme": "http", "root_path": "",
+    }  # fmt: skip
+    error = asyncpg.exceptions.InternalServerError("ST_Intersects: Operation on mixed SRID geometries")
+    with caplog.at_level("ERROR", logger="api.ogc"):
+        response = handler(Request(scope), error)
+    assert response.status_code == 500
+    [record] = caplog.records
+    assert "SQLSTATE XX000" in record.getMessage() and "/collections/stalls/items?filter=x" in record.getMessage()
+    assert record.exc_info is not None and record.exc_info[1] is error
+
+
+def test_filter_crs_reads_the_filter_in_that_crs_and_axis_order(client: TestClient, engine: Engine) -> None:
+    def grids(filter_text: str, filter_crs: str | None = None) -> list[str]:
+        params = {"filter": filter_text, **({"filter-crs": filter_crs} if filter_crs else {})}
+        response = client.get("/ogc/collections/grids/items", params=params)
+        assert response.status_code == 200, response.text
+        return [feature["id"] for feature in response.json()["features"]]
+
+    # One place (easting 422704.85, northing 2585826.86 in EPSG:4544), written in each CRS's authority axis order.
+    lon, lat = rows(
+        engine, "SELECT ST_X(p), ST_Y(p) FROM ST_Transform(ST_SetSRID(ST_Point(422704.85, 2585826.86), 4544), 4326) p"
+    )[0]
+    assert grids(f"S_INTERSECTS(geom, POINT({lon} {lat}))") == ["532601001008006"]
+    assert grids(f"S_INTERSECTS(geom, POINT({lon} {lat}))", CRS84) == ["532601001008006"]
+    assert grids(f"S_INTERSECTS(geom, POINT({lat} {lon}))", EPSG + "4326") == ["532601001008006"]
+    assert grids(f"S_INTERSECTS(geom, POINT({lat} {lon}))", "EPSG:4490") == ["532601001008006"]
+    assert grids("S_INTERSECTS(geom, POINT(2585826.86 422704.85))", EPSG + "4544") == ["532601001008006"]
+    point = '{"type": "Point", "coordinates": [2585826.86, 422704.85]}'
+    json_filter = '{"op": "s_intersects", "args": [{"property": "geom"}, ' + point + "]}"
+    assert grids(json_filter, EPSG + "4544") == ["532601001008006"]
+    # A BBOX in EPSG:4544 is the exact projected square, as bbox with bbox-crs is.
+    west, south, east, north = SQUARE_4544
+    square = client.get(
+        "/ogc/collections/illegal_buildings/items",
+        params={"filter": f"S_INTERSECTS(geom, BBOX({south},{west},{north},{east}))", "filter-crs": EPSG + "4544"},
+    )
+    assert square.json()["numberMatched"] == 10
+    unsupported = client.get(
+        "/ogc/collections/grids/items", params={"filter": "S_INTERSECTS(geom, POINT(1 2))", "filter-crs": EPSG + "3857"}
+    )
+    assert unsupported.status_code == 400
+    assert unsupported.json()["message"].startswith("filter-crs='http://www.opengis.net/def/crs/EPSG/0/3857' is not")
+    assert EPSG + "4544" in unsupported.json()["message"]
+
+
 def test_html_views(client: TestClient) -> None:
     for path in ("/ogc/", "/ogc/collections", "/ogc/collections/grids", "/ogc/collections/grids/items?limit=5"):
         response = client.get(path, params={"f": "html"})
