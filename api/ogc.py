@@ -138,6 +138,13 @@ def cql2_filter(
     return ogc.filter_in_storage_crs(expr, crs) if expr is not None else None
 
 
+def datetime_interval(
+    datetime: Annotated[str | None, Query(description="instant or interval: " + ogc.DATETIME_HELP)] = None,
+) -> list[str] | None:
+    """Replace tipg's ``datetime`` parser, which lets a malformed datetime through to fail inside the query."""
+    return ogc.parse_ogc_datetime(datetime) if datetime else None
+
+
 # --- landing page and conformance (ours: tipg's would point at the parent application's OpenAPI) --------
 
 
@@ -479,6 +486,7 @@ def build_app(settings: Settings) -> FastAPI:
     ogc_app.include_router(endpoints.router)
     ogc_app.dependency_overrides[tipg_dependencies.bbox_query] = bbox_in_lonlat
     ogc_app.dependency_overrides[tipg_dependencies.filter_query] = cql2_filter
+    ogc_app.dependency_overrides[tipg_dependencies.datetime_query] = datetime_interval
     _error_handlers(ogc_app)
 
     def openapi() -> dict[str, Any]:

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+from ciso8601 import parse_rfc3339
 from cql2 import Expr
 from geoalchemy2 import Geometry
 from pyproj import CRS, Transformer
@@ -192,6 +193,40 @@ def parse_ogc_bbox(text: str, crs: OgcCrs) -> OgcBBox:
     if south > north:
         raise InvalidInput(f"bbox={text!r} has its lower corner above its upper corner", detail={"parameter": "bbox"})
     return bbox
+
+
+DATETIME_HELP = (
+    "an RFC 3339 date-time with its offset, e.g. 2017-03-01T00:00:00+08:00, or an interval of two with .. for an "
+    "open end, e.g. 2017-01-01T00:00:00+08:00/2017-04-01T00:00:00+08:00 or ../2017-04-01T00:00:00Z"
+)
+
+
+def parse_ogc_datetime(text: str) -> list[str]:
+    """Return ``datetime`` as tipg takes it (one instant, or start and end with ``..`` for an open end).
+
+    Raise InvalidInput saying what a datetime looks like when it is not one, when both ends are open, or
+    when the start is after the end.
+    """
+    parts = text.split("/")
+    moments: list[datetime | None] = []
+    for part in parts:
+        try:
+            moments.append(None if len(parts) == 2 and part in ("", "..") else parse_rfc3339(part))
+        except ValueError:
+            moments = []
+            break
+    if len(parts) > 2 or not moments:
+        raise InvalidInput(
+            f"datetime={text!r} is not a datetime: give {DATETIME_HELP}", detail={"parameter": "datetime"}
+        )
+    start, end = moments[0], moments[-1]
+    if len(parts) == 2 and start is None and end is None:
+        raise InvalidInput(
+            f"datetime={text!r} is open at both ends: give {DATETIME_HELP}", detail={"parameter": "datetime"}
+        )
+    if start is not None and end is not None and start > end:
+        raise InvalidInput(f"datetime={text!r} starts after it ends: swap the two", detail={"parameter": "datetime"})
+    return parts
 
 
 def _flipped(geometry: dict[str, Any]) -> dict[str, Any]:

@@ -234,6 +234,23 @@ def test_unexpected_database_errors_are_logged(settings: Any, caplog: pytest.Log
     assert record.exc_info is not None and record.exc_info[1] is error
 
 
+def test_malformed_datetime_is_400_saying_what_a_datetime_is(client: TestClient) -> None:
+    for value in ("garbage", "2017-01-01", "../..", "2017-01-01T00:00:00Z/2017-02-01T00:00:00Z/x"):
+        response = client.get("/ogc/collections/incidents/items", params={"datetime": value})
+        assert response.status_code == 400, value
+        assert response.headers["content-type"] == "application/json"
+        body = response.json()
+        assert body["code"] == "invalid_input"
+        assert "e.g. 2017-03-01T00:00:00+08:00" in body["message"], value
+    backwards = client.get(
+        "/ogc/collections/incidents/items", params={"datetime": "2017-04-01T00:00:00Z/2017-01-01T00:00:00Z"}
+    )
+    assert backwards.status_code == 400
+    assert backwards.json()["message"].endswith("starts after it ends: swap the two")
+    tile = client.get("/ogc/collections/incidents/tiles/WebMercatorQuad/15/25868/14197", params={"datetime": "x"})
+    assert tile.status_code == 400
+
+
 def test_filter_crs_reads_the_filter_in_that_crs_and_axis_order(client: TestClient, engine: Engine) -> None:
     def grids(filter_text: str, filter_crs: str | None = None) -> list[str]:
         params = {"filter": filter_text, **({"filter-crs": filter_crs} if filter_crs else {})}
