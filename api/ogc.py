@@ -26,6 +26,8 @@ from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from morecantile import Tile
+from morecantile import tms as tile_matrix_sets
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from starlette.datastructures import MutableHeaders
@@ -143,6 +145,18 @@ def datetime_interval(
 ) -> list[str] | None:
     """Replace tipg's ``datetime`` parser, which lets a malformed datetime through to fail inside the query."""
     return ogc.parse_ogc_datetime(datetime) if datetime else None
+
+
+def tile_in_matrix(
+    tileMatrixSetId: Annotated[str, Path(description="a tile matrix set, e.g. WebMercatorQuad")],  # noqa: N803
+    z: Annotated[int, Path(description="tile matrix (zoom) of the tile matrix set")],
+    x: Annotated[int, Path(description="column of the tile in its tile matrix")],
+    y: Annotated[int, Path(description="row of the tile in its tile matrix")],
+) -> Tile:
+    """Replace tipg's tile parameters: a zoom, column or row outside the tile matrix set is a 404, not a 500."""
+    if tileMatrixSetId not in tile_matrix_sets.list():
+        return Tile(x, y, z)  # tipg's own route answers an unknown tile matrix set
+    return ogc.tile_in_matrix_set(tile_matrix_sets.get(tileMatrixSetId), z, x, y)
 
 
 # --- landing page and conformance (ours: tipg's would point at the parent application's OpenAPI) --------
@@ -487,6 +501,7 @@ def build_app(settings: Settings) -> FastAPI:
     ogc_app.dependency_overrides[tipg_dependencies.bbox_query] = bbox_in_lonlat
     ogc_app.dependency_overrides[tipg_dependencies.filter_query] = cql2_filter
     ogc_app.dependency_overrides[tipg_dependencies.datetime_query] = datetime_interval
+    ogc_app.dependency_overrides[tipg_dependencies.TileParams] = tile_in_matrix
     _error_handlers(ogc_app)
 
     def openapi() -> dict[str, Any]:

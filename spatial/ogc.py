@@ -28,12 +28,13 @@ from typing import Any
 from ciso8601 import parse_rfc3339
 from cql2 import Expr
 from geoalchemy2 import Geometry
+from morecantile import Tile, TileMatrixSet
 from pyproj import CRS, Transformer
 from sqlalchemy import BigInteger, Boolean, Date, DateTime, Float, Integer, SmallInteger, func, select
 from sqlalchemy.engine import Connection
 from tipg.collections import Column, PgCollection
 
-from spatial.errors import InvalidInput
+from spatial.errors import InvalidInput, NotFound
 from spatial.layers import BY_NAME, PUBLIC, Layer
 from spatial.layers.base import current_generation
 
@@ -289,6 +290,24 @@ def filter_in_storage_crs(expr: Expr, crs: OgcCrs) -> Expr:
         return {key: walk(value) for key, value in node.items()}
 
     return Expr(walk(expr.to_json()))
+
+
+def tile_in_matrix_set(tms: TileMatrixSet, z: int, x: int, y: int) -> Tile:
+    """Return the tile ``z/x/y`` of ``tms``; raise NotFound when its zoom, column or row is outside the set."""
+    name = tms.id or "the tile matrix set"
+    if not tms.minzoom <= z <= tms.maxzoom:
+        raise NotFound(
+            f"tile {z}/{x}/{y} does not exist: {name} has tile matrices {tms.minzoom} to {tms.maxzoom}",
+            detail={"tileMatrix": z, "tileMatrices": [tms.minzoom, tms.maxzoom]},
+        )
+    matrix = tms.matrix(z)
+    if not (0 <= x < matrix.matrixWidth and 0 <= y < matrix.matrixHeight):
+        raise NotFound(
+            f"tile {z}/{x}/{y} does not exist: tile matrix {z} of {name} has columns 0 to {matrix.matrixWidth - 1} "
+            f"and rows 0 to {matrix.matrixHeight - 1}",
+            detail={"tileMatrix": z, "tileCol": x, "tileRow": y},
+        )
+    return Tile(x, y, z)
 
 
 class LayerCollection(PgCollection):

@@ -251,6 +251,17 @@ def test_malformed_datetime_is_400_saying_what_a_datetime_is(client: TestClient)
     assert tile.status_code == 400
 
 
+def test_tiles_outside_the_tile_matrix_set_are_404(client: TestClient) -> None:
+    too_deep = client.get("/ogc/collections/grids/tiles/WebMercatorQuad/99/0/0")
+    assert too_deep.status_code == 404
+    assert too_deep.json()["message"] == "tile 99/0/0 does not exist: WebMercatorQuad has tile matrices 0 to 24"
+    for z, x, y in ((3, 8, 0), (3, 0, 8), (3, -1, 0), (-1, 0, 0)):
+        response = client.get(f"/ogc/collections/grids/tiles/WebMercatorQuad/{z}/{x}/{y}")
+        assert response.status_code == 404, (z, x, y)
+    assert "columns 0 to 7 and rows 0 to 7" in client.get("/ogc/collections/grids/tiles/WebMercatorQuad/3/8/0").text
+    assert client.get("/ogc/collections/grids/tiles/WebMercatorQuad/3/7/7").status_code == 200
+
+
 def test_filter_crs_reads_the_filter_in_that_crs_and_axis_order(client: TestClient, engine: Engine) -> None:
     def grids(filter_text: str, filter_crs: str | None = None) -> list[str]:
         params = {"filter": filter_text, **({"filter-crs": filter_crs} if filter_crs else {})}
