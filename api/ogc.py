@@ -37,7 +37,7 @@ from tipg import dependencies as tipg_dependencies
 from tipg.collections import Catalog
 from tipg.database import close_db_connection, connect_to_db
 from tipg.errors import DEFAULT_STATUS_CODES, TiPgError
-from tipg.factory import DEFAULT_TEMPLATES, Endpoints, create_html_response
+from tipg.factory import DEFAULT_TEMPLATES, Endpoints, create_html_response, features_settings, mvt_settings
 from tipg.model import Conformance, Landing, Link
 from tipg.resources.enums import MediaType
 from tipg.resources.response import ORJSONResponse
@@ -99,7 +99,26 @@ def collection_for_request(
         raise NotFound(f"no collection {collectionId!r}; collections: {known}", detail={"collections": known})
     bbox_text = request.query_params.get("bbox")
     bbox = ogc.parse_ogc_bbox(bbox_text, ogc.parse_ogc_crs(bbox_crs, parameter="bbox-crs")) if bbox_text else None
+    _check_limit(request)
     return collection.for_request(output_crs=ogc.parse_ogc_crs(crs), bbox=bbox)
+
+
+def _check_limit(request: Request) -> None:
+    """Refuse ``limit`` outside 1..the maximum (OGC API Features): tipg takes 0 for its default of 10.
+
+    tipg declares ``limit`` on its own routes, so it is read here, from the query, before they run; a
+    ``limit`` that is not a whole number is left to their validation.
+    """
+    text = request.query_params.get("limit")
+    if text is None or not text.strip().lstrip("-").isdigit():
+        return
+    tiles = "z" in request.path_params
+    most = mvt_settings.max_features_per_tile if tiles else features_settings.max_features_per_query
+    if not 1 <= int(text) <= most:
+        raise InvalidInput(
+            f"limit={text} is out of range: give 1 to {most} {'features per tile' if tiles else 'features per page'}",
+            detail={"parameter": "limit", "minimum": 1, "maximum": most},
+        )
 
 
 def bbox_in_lonlat(

@@ -193,6 +193,15 @@ def parse_ogc_bbox(text: str, crs: OgcCrs) -> OgcBBox:
         )
     if south > north:
         raise InvalidInput(f"bbox={text!r} has its lower corner above its upper corner", detail={"parameter": "bbox"})
+    # OGC API Features reads west > east as a box across the antimeridian (180°), which no box in this city
+    # is: it is a swapped box, refused as /v1/layers refuses it rather than read as the box the caller meant.
+    if west > east:
+        raise InvalidInput(
+            f"bbox={text!r} has west > east, which OGC API reads as a box across the antimeridian: give the lower "
+            f"corner (west, south) then the upper corner (east, north) in the axis order of bbox-crs ({crs.label}), "
+            "e.g. bbox=104.20,23.34,104.29,23.40 in CRS84",
+            detail={"parameter": "bbox"},
+        )
     return bbox
 
 

@@ -296,6 +296,23 @@ def test_filter_crs_reads_the_filter_in_that_crs_and_axis_order(client: TestClie
     assert EPSG + "4544" in unsupported.json()["message"]
 
 
+def test_bbox_west_of_east_and_limit_out_of_range_are_400(client: TestClient) -> None:
+    swapped = client.get("/ogc/collections/stalls/items", params={"bbox": "104.3,23.3,104.2,23.4"})
+    assert swapped.status_code == 400
+    assert "has west > east, which OGC API reads as a box across the antimeridian" in swapped.json()["message"]
+    projected = client.get(
+        "/ogc/collections/stalls/items", params={"bbox": "2584000,423000,2585000,422000", "bbox-crs": EPSG + "4544"}
+    )
+    assert projected.status_code == 400
+    for limit in ("0", "-1", "10001"):
+        response = client.get("/ogc/collections/stalls/items", params={"limit": limit})
+        assert response.status_code == 400, limit
+    assert client.get("/ogc/collections/stalls/items?limit=0").json()["message"] == (
+        "limit=0 is out of range: give 1 to 10000 features per page"
+    )
+    assert len(client.get("/ogc/collections/stalls/items?limit=1").json()["features"]) == 1
+
+
 def test_html_views(client: TestClient) -> None:
     for path in ("/ogc/", "/ogc/collections", "/ogc/collections/grids", "/ogc/collections/grids/items?limit=5"):
         response = client.get(path, params={"f": "html"})
