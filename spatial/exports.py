@@ -420,17 +420,12 @@ def prepare(conn: Connection, dataset_name: str, format_name: str, filters: Mapp
             continue
         spec = dataset.filters[name]
         if spec.kind == "choice":
-            unknown = [v for v in values if v not in spec.choices]
-            if unknown:
-                raise InvalidInput(
-                    f"{name} {', '.join(map(repr, unknown))} is not one of: {', '.join(spec.choices)}",
-                    detail={"filter": name, "choices": list(spec.choices)},
-                )
+            check_choices(name, values, spec.choices)
             conditions.append(spec.expression.in_(values))
             name_zh.append("+".join(STATUS_ZH.get(v, v) for v in values))
             name_ascii.append("+".join(values))
         elif spec.kind in AREA_KINDS:
-            resolved = _resolve_areas(conn, spec.kind, values)
+            resolved = resolve_areas(conn, spec.kind, values)
             conditions.append(spec.expression.in_([code for code, _ in resolved]))
             values = [code for code, _ in resolved]
             name_zh.append("+".join(label for _, label in resolved))
@@ -490,10 +485,21 @@ def _boolean(name: str, text: str) -> bool:
     raise InvalidInput(f"{name}={text!r} is not true or false")
 
 
-def _resolve_areas(conn: Connection, kind: str, values: Sequence[str]) -> list[tuple[str, str]]:
+def check_choices(name: str, values: Sequence[str], choices: Sequence[str]) -> None:
+    """Raise InvalidInput naming the accepted values when a value of filter ``name`` is not one of ``choices``."""
+    unknown = [v for v in values if v not in choices]
+    if unknown:
+        raise InvalidInput(
+            f"{name} {', '.join(map(repr, unknown))} is not one of: {', '.join(choices)}",
+            detail={"filter": name, "choices": list(choices)},
+        )
+
+
+def resolve_areas(conn: Connection, kind: str, values: Sequence[str]) -> list[tuple[str, str]]:
     """Return (code, name) for each subdistrict, community or grid given by code or name (current boundaries).
 
-    Names match exactly, without their 街道/社区 suffix, or (subdistricts) by English name in any case.
+    Names match exactly, without their 街道/社区 suffix, or (subdistricts) by English name in any case; an
+    unknown one raises InvalidInput with examples. The map's filters (hotspots, heat, tiles) read areas so too.
     """
     layer = {"subdistrict": subdistricts, "community": communities, "grid": grids}[kind]
     t = layer.table
