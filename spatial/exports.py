@@ -754,8 +754,8 @@ def _field_array(
         return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64), None
     if kind == "bool":
         return np.array(values, dtype=bool), None
-    if kind == "date":
-        return np.array([np.datetime64("NaT") if v is None else np.datetime64(v, "D") for v in values]), None
+    if kind == "date":  # the unit always: a column of only NaT has none, and GDAL then writes text or date-times
+        return np.array([np.datetime64("NaT") if v is None else v for v in values], dtype="datetime64[D]"), None
     if kind == "timestamp" and native_times:  # GeoPackage date-times are UTC (its specification, 1.1.1.1.1)
         utc = [None if v is None else v.astimezone(UTC).replace(tzinfo=None) for v in values]
         array = np.array([np.datetime64("NaT") if v is None else np.datetime64(v, "ms") for v in utc])
