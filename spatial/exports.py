@@ -55,6 +55,7 @@ from sqlalchemy.engine import Connection
 from spatial.errors import InvalidInput, NotFound
 from spatial.layers import communities, grids, illegal_buildings, incidents, markets, organisation, stalls, subdistricts
 from spatial.layers.base import Layer, current_generation
+from spatial.workflow import STATUS_LABELS
 
 CST = timezone(timedelta(hours=8))  # Beijing time: the dates in file names and the local time of timestamps
 GEOJSON_DECIMALS = 8  # about 1 mm: areas read back from the file agree with the database to far below 0.1 m²
@@ -65,8 +66,7 @@ AREA_KINDS = ("subdistrict", "community", "grid")
 STATUS_ZH = {
     "discovered": "已发现", "investigated": "已调查", "notice_served": "已送达通知", "scheduled": "已排期拆除",
     "demolished": "已拆除", "legalised": "已补办手续",
-    "collected": "已采集", "registered": "已立案", "dispatched": "已派遣", "handling": "处置中",
-    "feedback": "已反馈", "verified": "已核查", "closed": "已结案", "rejected": "不予立案",
+    **STATUS_LABELS,  # a case's status as the workflow, the map and /v1/incidents/workflow name it
 }  # fmt: skip
 
 

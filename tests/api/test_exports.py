@@ -310,3 +310,12 @@ def test_field_types_do_not_change_with_the_filter(planner_client: TestClient, t
         numpy_types = {"text": "object", "date": "datetime64[D]", "int": "int32", "float": "float64"}
         expected = {col.shp_name if fmt == "shp.zip" else col.name: numpy_types[col.kind] for col in BUILDING_COLUMNS}
         assert types == [expected, expected], fmt
+
+
+def test_case_statuses_are_named_as_the_workflow_names_them(planner_client: TestClient) -> None:
+    body = planner_client.get("/v1/exports/incidents.geojson", params={"status": ["collected", "closed"]}).json()
+    names = {(f["properties"]["status"], f["properties"]["status_zh"]) for f in body["features"]}
+    assert names == {("collected", "信息收集"), ("closed", "结案")}
+    disposition = planner_client.get("/v1/exports/incidents.csv", params={"status": "closed"}).headers
+    assert quote("案件_已结案") not in disposition["content-disposition"]
+    assert quote("案件_结案") in disposition["content-disposition"]
