@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -25,6 +26,8 @@ from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from morecantile import Tile
+from morecantile import tms as tile_matrix_sets
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from starlette.datastructures import MutableHeaders
@@ -34,7 +37,7 @@ from tipg import dependencies as tipg_dependencies
 from tipg.collections import Catalog
 from tipg.database import close_db_connection, connect_to_db
 from tipg.errors import DEFAULT_STATUS_CODES, TiPgError
-from tipg.factory import DEFAULT_TEMPLATES, Endpoints, create_html_response
+from tipg.factory import DEFAULT_TEMPLATES, Endpoints, create_html_response, features_settings, mvt_settings
 from tipg.model import Conformance, Landing, Link
 from tipg.resources.enums import MediaType
 from tipg.resources.response import ORJSONResponse
@@ -69,8 +72,14 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/tilesets-list",
 ]
 
+log = logging.getLogger(__name__)
+
 CRS_HELP = "output CRS (OGC API – Features Part 2): " + ", ".join(ogc.CRS_URIS) + "; default CRS84"
 BBOX_CRS_HELP = "CRS of `bbox`, corners in that CRS's axis order: " + ", ".join(ogc.CRS_URIS) + "; default CRS84"
+FILTER_CRS_HELP = (
+    "CRS of the geometries in `filter`, coordinates in that CRS's axis order: " + ", ".join(ogc.CRS_URIS)
+    + "; default CRS84"
+)  # fmt: skip
 
 
 # --- dependencies handed to tipg's routes -------------------------------------------------------------
@@ -90,7 +99,26 @@ def collection_for_request(
         raise NotFound(f"no collection {collectionId!r}; collections: {known}", detail={"collections": known})
     bbox_text = request.query_params.get("bbox")
     bbox = ogc.parse_ogc_bbox(bbox_text, ogc.parse_ogc_crs(bbox_crs, parameter="bbox-crs")) if bbox_text else None
+    _check_limit(request)
     return collection.for_request(output_crs=ogc.parse_ogc_crs(crs), bbox=bbox)
+
+
+def _check_limit(request: Request) -> None:
+    """Refuse ``limit`` outside 1..the maximum (OGC API Features): tipg takes 0 for its default of 10.
+
+    tipg declares ``limit`` on its own routes, so it is read here, from the query, before they run; a
+    ``limit`` that is not a whole number is left to their validation.
+    """
+    text = request.query_params.get("limit")
+    if text is None or not text.strip().lstrip("-").isdigit():
+        return
+    tiles = "z" in request.path_params
+    most = mvt_settings.max_features_per_tile if tiles else features_settings.max_features_per_query
+    if not 1 <= int(text) <= most:
+        raise InvalidInput(
+            f"limit={text} is out of range: give 1 to {most} {'features per tile' if tiles else 'features per page'}",
+            detail={"parameter": "limit", "minimum": 1, "maximum": most},
+        )
 
 
 def bbox_in_lonlat(
@@ -112,16 +140,42 @@ def cql2_filter(
     filter_lang: Annotated[
         str | None, Query(alias="filter-lang", description="cql2-text (default) or cql2-json")
     ] = None,
+    filter_crs: Annotated[str | None, Query(alias="filter-crs", description=FILTER_CRS_HELP)] = None,
 ) -> Expr | None:
-    """Replace tipg's ``filter`` parser so that a malformed filter is a 400 that says where it went wrong."""
+    """Replace tipg's ``filter`` parser: return the filter with its geometries read in ``filter-crs``.
+
+    A malformed filter is a 400 that says where it went wrong; ``filter-crs`` (OGC API Features Part 3) is
+    one of the CRSs the collections list, coordinates in its axis order as for ``bbox-crs``.
+    """
     if filter_lang not in (None, "cql2-text", "cql2-json"):
         raise InvalidInput(f"filter-lang={filter_lang!r} is not supported: use cql2-text or cql2-json")
+    crs = ogc.parse_ogc_crs(filter_crs, parameter="filter-crs")
     if query is None:
         return None
     try:
-        return tipg_dependencies.filter_query(query=query, filter_lang=None)
+        expr = tipg_dependencies.filter_query(query=query, filter_lang=None)
     except Exception as exc:  # cql2 raises its own ParseError and ValidationError, and bare Exception
         raise InvalidInput(f"filter is not valid CQL2 ({str(exc).strip()})", detail={"filter": query}) from exc
+    return ogc.filter_in_storage_crs(expr, crs) if expr is not None else None
+
+
+def datetime_interval(
+    datetime: Annotated[str | None, Query(description="instant or interval: " + ogc.DATETIME_HELP)] = None,
+) -> list[str] | None:
+    """Replace tipg's ``datetime`` parser, which lets a malformed datetime through to fail inside the query."""
+    return ogc.parse_ogc_datetime(datetime) if datetime else None
+
+
+def tile_in_matrix(
+    tileMatrixSetId: Annotated[str, Path(description="a tile matrix set, e.g. WebMercatorQuad")],  # noqa: N803
+    z: Annotated[int, Path(description="tile matrix (zoom) of the tile matrix set")],
+    x: Annotated[int, Path(description="column of the tile in its tile matrix")],
+    y: Annotated[int, Path(description="row of the tile in its tile matrix")],
+) -> Tile:
+    """Replace tipg's tile parameters: a zoom, column or row outside the tile matrix set is a 404, not a 500."""
+    if tileMatrixSetId not in tile_matrix_sets.list():
+        return Tile(x, y, z)  # tipg's own route answers an unknown tile matrix set
+    return ogc.tile_in_matrix_set(tile_matrix_sets.get(tileMatrixSetId), z, x, y)
 
 
 # --- landing page and conformance (ours: tipg's would point at the parent application's OpenAPI) --------
@@ -355,12 +409,15 @@ def _error_handlers(ogc_app: FastAPI) -> None:
         status = 400 if exc.status_code == 422 else exc.status_code
         return JSONResponse(error_body("http_error", str(exc.detail)), status_code=status)
 
-    def database(_: Request, exc: Exception) -> JSONResponse:
+    def database(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, asyncpg.PostgresError)
         sqlstate = str(getattr(exc, "sqlstate", "") or "")
         if sqlstate[:2] in ("22", "42"):  # data exception, syntax error or undefined column: the caller's filter
             message = f"the database refused the query: {str(exc).splitlines()[0]}; check filter and property names"
             return JSONResponse(error_body("invalid_parameter", message), status_code=400)
+        # Anything else is ours to fix (XX000 is PostGIS refusing a query we built): the caller only learns
+        # that it failed, so the log must say what did.
+        log.error("OGC API query failed: %s %s (SQLSTATE %s)", request.method, request.url, sqlstate, exc_info=exc)
         return JSONResponse(error_body("server_error", "the database failed to answer"), status_code=500)
 
     ogc_app.add_exception_handler(CitygridError, domain)
@@ -462,6 +519,8 @@ def build_app(settings: Settings) -> FastAPI:
     ogc_app.include_router(endpoints.router)
     ogc_app.dependency_overrides[tipg_dependencies.bbox_query] = bbox_in_lonlat
     ogc_app.dependency_overrides[tipg_dependencies.filter_query] = cql2_filter
+    ogc_app.dependency_overrides[tipg_dependencies.datetime_query] = datetime_interval
+    ogc_app.dependency_overrides[tipg_dependencies.TileParams] = tile_in_matrix
     _error_handlers(ogc_app)
 
     def openapi() -> dict[str, Any]:

@@ -55,6 +55,7 @@ from sqlalchemy.engine import Connection
 from spatial.errors import InvalidInput, NotFound
 from spatial.layers import communities, grids, illegal_buildings, incidents, markets, organisation, stalls, subdistricts
 from spatial.layers.base import Layer, current_generation
+from spatial.workflow import STATUS_LABELS
 
 CST = timezone(timedelta(hours=8))  # Beijing time: the dates in file names and the local time of timestamps
 GEOJSON_DECIMALS = 8  # about 1 mm: areas read back from the file agree with the database to far below 0.1 m²
@@ -65,8 +66,7 @@ AREA_KINDS = ("subdistrict", "community", "grid")
 STATUS_ZH = {
     "discovered": "已发现", "investigated": "已调查", "notice_served": "已送达通知", "scheduled": "已排期拆除",
     "demolished": "已拆除", "legalised": "已补办手续",
-    "collected": "已采集", "registered": "已立案", "dispatched": "已派遣", "handling": "处置中",
-    "feedback": "已反馈", "verified": "已核查", "closed": "已结案", "rejected": "不予立案",
+    **STATUS_LABELS,  # a case's status as the workflow, the map and /v1/incidents/workflow name it
 }  # fmt: skip
 
 
@@ -420,17 +420,12 @@ def prepare(conn: Connection, dataset_name: str, format_name: str, filters: Mapp
             continue
         spec = dataset.filters[name]
         if spec.kind == "choice":
-            unknown = [v for v in values if v not in spec.choices]
-            if unknown:
-                raise InvalidInput(
-                    f"{name} {', '.join(map(repr, unknown))} is not one of: {', '.join(spec.choices)}",
-                    detail={"filter": name, "choices": list(spec.choices)},
-                )
+            check_choices(name, values, spec.choices)
             conditions.append(spec.expression.in_(values))
             name_zh.append("+".join(STATUS_ZH.get(v, v) for v in values))
             name_ascii.append("+".join(values))
         elif spec.kind in AREA_KINDS:
-            resolved = _resolve_areas(conn, spec.kind, values)
+            resolved = resolve_areas(conn, spec.kind, values)
             conditions.append(spec.expression.in_([code for code, _ in resolved]))
             values = [code for code, _ in resolved]
             name_zh.append("+".join(label for _, label in resolved))
@@ -490,10 +485,21 @@ def _boolean(name: str, text: str) -> bool:
     raise InvalidInput(f"{name}={text!r} is not true or false")
 
 
-def _resolve_areas(conn: Connection, kind: str, values: Sequence[str]) -> list[tuple[str, str]]:
+def check_choices(name: str, values: Sequence[str], choices: Sequence[str]) -> None:
+    """Raise InvalidInput naming the accepted values when a value of filter ``name`` is not one of ``choices``."""
+    unknown = [v for v in values if v not in choices]
+    if unknown:
+        raise InvalidInput(
+            f"{name} {', '.join(map(repr, unknown))} is not one of: {', '.join(choices)}",
+            detail={"filter": name, "choices": list(choices)},
+        )
+
+
+def resolve_areas(conn: Connection, kind: str, values: Sequence[str]) -> list[tuple[str, str]]:
     """Return (code, name) for each subdistrict, community or grid given by code or name (current boundaries).
 
-    Names match exactly, without their 街道/社区 suffix, or (subdistricts) by English name in any case.
+    Names match exactly, without their 街道/社区 suffix, or (subdistricts) by English name in any case; an
+    unknown one raises InvalidInput with examples. The map's filters (hotspots, heat, tiles) read areas so too.
     """
     layer = {"subdistrict": subdistricts, "community": communities, "grid": grids}[kind]
     t = layer.table
@@ -748,8 +754,8 @@ def _field_array(
         return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64), None
     if kind == "bool":
         return np.array(values, dtype=bool), None
-    if kind == "date":
-        return np.array([np.datetime64("NaT") if v is None else np.datetime64(v, "D") for v in values]), None
+    if kind == "date":  # the unit always: a column of only NaT has none, and GDAL then writes text or date-times
+        return np.array([np.datetime64("NaT") if v is None else v for v in values], dtype="datetime64[D]"), None
     if kind == "timestamp" and native_times:  # GeoPackage date-times are UTC (its specification, 1.1.1.1.1)
         utc = [None if v is None else v.astimezone(UTC).replace(tzinfo=None) for v in values]
         array = np.array([np.datetime64("NaT") if v is None else np.datetime64(v, "ms") for v in utc])

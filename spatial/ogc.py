@@ -6,7 +6,8 @@ maintained ``cql2`` library), OGC API – Tiles (``ST_AsMVT``), HTML views and t
 things it does not do, which this module adds as a thin layer:
 
 - Part 2, coordinate reference systems by reference: output in EPSG:4326, EPSG:4490 (CGCS2000) and
-  EPSG:4544 (CGCS2000 / 3-degree Gauss-Krüger CM 105° E) besides CRS84, and ``bbox`` given in any of them.
+  EPSG:4544 (CGCS2000 / 3-degree Gauss-Krüger CM 105° E) besides CRS84, and ``bbox`` (``bbox-crs``) and the
+  geometries of a CQL2 ``filter`` (``filter-crs``, Part 3) given in any of them.
   Coordinates come out in each CRS's authority axis order (latitude first for 4326 and 4490, northing first
   for 4544), as Part 2 requires and as GDAL's OAPIF driver expects by default.
 - Our catalogue: collections are built from our ``Layer`` descriptions rather than tipg's introspection of
@@ -24,14 +25,16 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+from ciso8601 import parse_rfc3339
 from cql2 import Expr
 from geoalchemy2 import Geometry
+from morecantile import Tile, TileMatrixSet
 from pyproj import CRS, Transformer
 from sqlalchemy import BigInteger, Boolean, Date, DateTime, Float, Integer, SmallInteger, func, select
 from sqlalchemy.engine import Connection
 from tipg.collections import Column, PgCollection
 
-from spatial.errors import InvalidInput
+from spatial.errors import InvalidInput, NotFound
 from spatial.layers import BY_NAME, PUBLIC, Layer
 from spatial.layers.base import current_generation
 
@@ -190,7 +193,130 @@ def parse_ogc_bbox(text: str, crs: OgcCrs) -> OgcBBox:
         )
     if south > north:
         raise InvalidInput(f"bbox={text!r} has its lower corner above its upper corner", detail={"parameter": "bbox"})
+    # OGC API Features reads west > east as a box across the antimeridian (180°), which no box in this city
+    # is: it is a swapped box, refused as /v1/layers refuses it rather than read as the box the caller meant.
+    if west > east:
+        raise InvalidInput(
+            f"bbox={text!r} has west > east, which OGC API reads as a box across the antimeridian: give the lower "
+            f"corner (west, south) then the upper corner (east, north) in the axis order of bbox-crs ({crs.label}), "
+            "e.g. bbox=104.20,23.34,104.29,23.40 in CRS84",
+            detail={"parameter": "bbox"},
+        )
     return bbox
+
+
+DATETIME_HELP = (
+    "an RFC 3339 date-time with its offset, e.g. 2017-03-01T00:00:00+08:00, or an interval of two with .. for an "
+    "open end, e.g. 2017-01-01T00:00:00+08:00/2017-04-01T00:00:00+08:00 or ../2017-04-01T00:00:00Z"
+)
+
+
+def parse_ogc_datetime(text: str) -> list[str]:
+    """Return ``datetime`` as tipg takes it (one instant, or start and end with ``..`` for an open end).
+
+    Raise InvalidInput saying what a datetime looks like when it is not one, when both ends are open, or
+    when the start is after the end.
+    """
+    parts = text.split("/")
+    moments: list[datetime | None] = []
+    for part in parts:
+        try:
+            moments.append(None if len(parts) == 2 and part in ("", "..") else parse_rfc3339(part))
+        except ValueError:
+            moments = []
+            break
+    if len(parts) > 2 or not moments:
+        raise InvalidInput(
+            f"datetime={text!r} is not a datetime: give {DATETIME_HELP}", detail={"parameter": "datetime"}
+        )
+    start, end = moments[0], moments[-1]
+    if len(parts) == 2 and start is None and end is None:
+        raise InvalidInput(
+            f"datetime={text!r} is open at both ends: give {DATETIME_HELP}", detail={"parameter": "datetime"}
+        )
+    if start is not None and end is not None and start > end:
+        raise InvalidInput(f"datetime={text!r} starts after it ends: swap the two", detail={"parameter": "datetime"})
+    return parts
+
+
+def _flipped(geometry: dict[str, Any]) -> dict[str, Any]:
+    """Return a GeoJSON geometry with the first two axes of each position swapped (latitude-first to lon/lat)."""
+
+    def swap(node: Any) -> Any:
+        if isinstance(node, list) and node and isinstance(node[0], int | float):
+            return [node[1], node[0], *node[2:]]
+        return [swap(item) for item in node] if isinstance(node, list) else node
+
+    if geometry.get("type") == "GeometryCollection":
+        return {**geometry, "geometries": [_flipped(g) for g in geometry.get("geometries", [])]}
+    return {**geometry, "coordinates": swap(geometry.get("coordinates"))}
+
+
+def _literal_in_storage_crs(literal: dict[str, Any], crs: OgcCrs) -> dict[str, Any]:
+    """Return a CQL2 geometry literal or BBOX given in ``crs`` as SQL functions that give it in lon/lat 4326.
+
+    The SRID is always set: a BBOX is ``ST_MakeEnvelope`` without one (SRID 0), which PostGIS refuses to
+    compare with the stored geometries.
+    """
+    if "bbox" in literal:
+        box = list(literal["bbox"])
+        if len(box) == 6:  # heights are ignored, as in ``bbox``
+            box = [box[0], box[1], box[3], box[4]]
+        if crs.northing_first and len(box) == 4:
+            box = [box[1], box[0], box[3], box[2]]
+        literal = {"bbox": box}
+    elif crs.northing_first:
+        literal = _flipped(literal)
+    node: dict[str, Any] = {"op": "st_setsrid", "args": [literal, crs.srid]}
+    if crs.projected:  # edges are straight in the projected CRS, as for a projected ``bbox``
+        node = {"op": "st_segmentize", "args": [node, BBOX_SEGMENT_M]}
+    if crs.srid != 4326:
+        node = {"op": "st_transform", "args": [node, 4326]}
+    return node
+
+
+def _is_geometry_literal(node: dict[str, Any]) -> bool:
+    if set(node) == {"bbox"}:
+        return True
+    return node.get("type") in GEOJSON_TYPES.values() or node.get("type") == "GeometryCollection"
+
+
+def filter_in_storage_crs(expr: Expr, crs: OgcCrs) -> Expr:
+    """Return a CQL2 filter whose geometries (``filter-crs``: ``crs``, its axis order) are compared in lon/lat.
+
+    Every geometry literal and BBOX is tagged with ``crs``'s SRID, flipped to x-first when ``crs`` is
+    latitude- or northing-first (EPSG:4326, 4490, 4544, as ``bbox-crs`` reads them) and reprojected to the
+    stored EPSG:4326, so that the column's spatial index stays usable.
+    """
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if _is_geometry_literal(node):
+            return _literal_in_storage_crs(node, crs)
+        return {key: walk(value) for key, value in node.items()}
+
+    return Expr(walk(expr.to_json()))
+
+
+def tile_in_matrix_set(tms: TileMatrixSet, z: int, x: int, y: int) -> Tile:
+    """Return the tile ``z/x/y`` of ``tms``; raise NotFound when its zoom, column or row is outside the set."""
+    name = tms.id or "the tile matrix set"
+    if not tms.minzoom <= z <= tms.maxzoom:
+        raise NotFound(
+            f"tile {z}/{x}/{y} does not exist: {name} has tile matrices {tms.minzoom} to {tms.maxzoom}",
+            detail={"tileMatrix": z, "tileMatrices": [tms.minzoom, tms.maxzoom]},
+        )
+    matrix = tms.matrix(z)
+    if not (0 <= x < matrix.matrixWidth and 0 <= y < matrix.matrixHeight):
+        raise NotFound(
+            f"tile {z}/{x}/{y} does not exist: tile matrix {z} of {name} has columns 0 to {matrix.matrixWidth - 1} "
+            f"and rows 0 to {matrix.matrixHeight - 1}",
+            detail={"tileMatrix": z, "tileCol": x, "tileRow": y},
+        )
+    return Tile(x, y, z)
 
 
 class LayerCollection(PgCollection):

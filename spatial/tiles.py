@@ -12,8 +12,10 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from spatial import exports
 from spatial.changes import SharedCache
 from spatial.errors import InvalidInput, NotFound
+from spatial.layers import illegal_buildings, incidents
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class TileLayer:
     table: str
     properties: tuple[str, ...]  # SQL expressions over the table aliased ``t``
     status_column: str | None = "status"
+    statuses: tuple[str, ...] = ()  # the values of ``status_column``
     overview: tuple[str, ...] | None = None  # None: ``properties`` at every zoom
     detail_zoom: int = 0
     boxes_below: int = 0  # below this zoom a polygon is sent as the diagonal of its bounding box
@@ -55,8 +58,11 @@ TILE_LAYERS = {
         overview=("t.status",),
         detail_zoom=16,
         boxes_below=14,  # the map at zoom 14 draws zoom-13 tiles: a footprint of 700 m² is 2.7 pixels wide
+        statuses=illegal_buildings.STATUSES,
     ),
-    "incidents": TileLayer("incidents", ("t.code", "t.status", "t.item_code", "t.source", "t.grid_code")),
+    "incidents": TileLayer(
+        "incidents", ("t.code", "t.status", "t.item_code", "t.source", "t.grid_code"), statuses=incidents.STATUSES
+    ),
     "stalls": TileLayer("stalls", ("t.code", "t.kind", "t.licensed"), status_column=None),
 }
 MAX_ZOOM = 22
@@ -75,7 +81,11 @@ def tile(
     subdistrict: str | None = None,
     gzipped: bool = False,
 ) -> bytes:
-    """Return one MVT tile of ``layer`` (EPSG:3857 tiling), filtered by status and subdistrict (gzipped: compressed)."""
+    """Return one MVT tile of ``layer`` (EPSG:3857 tiling), filtered by status and subdistrict (gzipped: compressed).
+
+    ``status`` is one of the layer's statuses and ``subdistrict`` a code or name, checked as the exports check
+    them: an unknown value raises InvalidInput naming the accepted ones rather than giving an empty tile.
+    """
     spec = TILE_LAYERS.get(layer)
     if spec is None:
         raise NotFound(f"no vector tiles for {layer!r}; tiled layers: {', '.join(TILE_LAYERS)}")
@@ -83,10 +93,14 @@ def tile(
         raise InvalidInput(f"tile {z}/{x}/{y} does not exist: 0 ≤ z ≤ {MAX_ZOOM} and 0 ≤ x, y < 2^z")
     filters = ["t.geom && ST_Transform(b.envelope, 4326)"]
     params: dict[str, Any] = {"z": z, "x": x, "y": y, "layer": layer}
-    if status is not None and spec.status_column:
+    if status is not None:
+        if not spec.status_column:
+            raise InvalidInput(f"{layer} have no status: leave out status", detail={"filter": "status"})
+        exports.check_choices("status", [status], spec.statuses)
         filters.append(f"t.{spec.status_column} = :status")
         params["status"] = status
     if subdistrict is not None:
+        subdistrict = exports.resolve_areas(conn, "subdistrict", [subdistrict])[0][0]
         filters.append("left(t.grid_code, 9) = :subdistrict")
         params["subdistrict"] = subdistrict
     columns = ", ".join(spec.properties_at(z))

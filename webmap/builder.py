@@ -89,7 +89,7 @@ def map_config(settings: MapSettings, *, lang: str) -> dict[str, Any]:
             "kpi": "/v1/kpi",
             "whoami": "/v1/whoami",
         },
-        "period": {"from": "2017-01-01", "to": "2017-07-01"},
+        "period": {"from": "2017-01-01", "to": "2017-06-30"},  # both days included: the first half of 2017
         "categories": [{"code": c.code, "zh": c.name_zh, "en": c.name_en} for c in CATEGORIES],
         "items": [{"code": i.code, "category": i.category_code, "zh": i.name_zh, "en": i.name_en} for i in ITEMS],
         "subdistricts": [{"code": c, "zh": zh, "en": en} for c, zh, en in SUBDISTRICTS],

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from api.access import allow
 from api.deps import ConnectionDep, SettingsDep
 from api.errors import documented
-from spatial import hotspots, map_counts, tiles
+from spatial import exports, hotspots, map_counts, tiles
 from spatial.catalogue import category, item
 from spatial.changes import SharedCache
 from spatial.errors import InvalidInput
@@ -47,15 +47,18 @@ def _json(body: dict[str, Any]) -> bytes:
 
 
 def incident_filters(
+    conn: ConnectionDep,
     from_: Annotated[datetime | None, Query(alias="from", description="reported at or after (ISO 8601)")] = None,
     to: Annotated[datetime | None, Query(description="reported before (ISO 8601)")] = None,
     item_code: Annotated[str | None, Query(alias="item", description="catalogue item, e.g. 0508")] = None,
     category_code: Annotated[str | None, Query(alias="category", description="catalogue category, e.g. 05")] = None,
-    subdistrict: Annotated[str | None, Query(description="subdistrict code, e.g. 532601001")] = None,
-    source: Annotated[str | None, Query(description="hotline, letter, patrol, grid_member, media, open311")] = None,
-    status: Annotated[str | None, Query(description="case status, e.g. closed")] = None,
+    subdistrict: Annotated[
+        str | None, Query(description="subdistrict code or name, e.g. 532601001, 开化街道 or 开化")
+    ] = None,
+    source: Annotated[str | None, Query(description=", ".join(incidents_layer.SOURCES))] = None,
+    status: Annotated[str | None, Query(description="case status: " + ", ".join(incidents_layer.STATUSES))] = None,
 ) -> hotspots.Filters:
-    """Return the incident filters of a request, refusing unknown catalogue codes."""
+    """Return the incident filters of a request, refusing unknown codes, names and values as the exports do."""
     try:
         if item_code is not None:
             item(item_code)
@@ -66,8 +69,13 @@ def incident_filters(
     for name, moment in (("from", from_), ("to", to)):
         if moment is not None and moment.tzinfo is None:
             raise InvalidInput(f"{name}={moment.isoformat()} has no time zone: add one, e.g. +08:00")
+    if source is not None:
+        exports.check_choices("source", [source], incidents_layer.SOURCES)
+    if status is not None:
+        exports.check_choices("status", [status], incidents_layer.STATUSES)
+    subdistrict_code = exports.resolve_areas(conn, "subdistrict", [subdistrict])[0][0] if subdistrict else None
     return hotspots.Filters(
-        item=item_code, category=category_code, date_from=from_, date_to=to, subdistrict=subdistrict,
+        item=item_code, category=category_code, date_from=from_, date_to=to, subdistrict=subdistrict_code,
         source=source, status=status,
     )  # fmt: skip
 
@@ -129,8 +137,10 @@ def vector_tile(
     z: int,
     x: int,
     y: int,
-    status: Annotated[str | None, Query(description="only features with this status")] = None,
-    subdistrict: Annotated[str | None, Query(description="only features in this subdistrict")] = None,
+    status: Annotated[str | None, Query(description="only features with this status (not stalls)")] = None,
+    subdistrict: Annotated[
+        str | None, Query(description="only features in this subdistrict: code or name, e.g. 532601001 or 开化")
+    ] = None,
 ) -> Response:
     """Return one Mapbox Vector Tile of ``layer`` (illegal_buildings, incidents, stalls).
 

@@ -293,3 +293,29 @@ def test_cli_writes_the_file_and_its_totals_sidecar(settings, tmp_path: Path, un
     )  # fmt: skip
     assert wrong.exit_code == 2
     assert "does not apply to stalls" in wrong.output
+
+
+def test_field_types_do_not_change_with_the_filter(planner_client: TestClient, tmp_path: Path) -> None:
+    # With status=demolished every legalised_at is empty; a column of empty dates once became String (29) in a
+    # Shapefile and DateTime in a GeoPackage instead of Date.
+    for fmt in ("shp.zip", "gpkg"):
+        types = []
+        for status in ("demolished", "legalised"):
+            path, _ = download(
+                planner_client, tmp_path, f"/v1/exports/illegal-buildings.{fmt}", subdistrict="开化", status=status
+            )
+            info = pyogrio.read_info(path)
+            assert info["features"] > 0
+            types.append(dict(zip(info["fields"], map(str, info["dtypes"]), strict=True)))
+        numpy_types = {"text": "object", "date": "datetime64[D]", "int": "int32", "float": "float64"}
+        expected = {col.shp_name if fmt == "shp.zip" else col.name: numpy_types[col.kind] for col in BUILDING_COLUMNS}
+        assert types == [expected, expected], fmt
+
+
+def test_case_statuses_are_named_as_the_workflow_names_them(planner_client: TestClient) -> None:
+    body = planner_client.get("/v1/exports/incidents.geojson", params={"status": ["collected", "closed"]}).json()
+    names = {(f["properties"]["status"], f["properties"]["status_zh"]) for f in body["features"]}
+    assert names == {("collected", "信息收集"), ("closed", "结案")}
+    disposition = planner_client.get("/v1/exports/incidents.csv", params={"status": "closed"}).headers
+    assert quote("案件_已结案") not in disposition["content-disposition"]
+    assert quote("案件_结案") in disposition["content-disposition"]

@@ -66,6 +66,33 @@ def test_bad_parameters_say_what_to_send(client: TestClient) -> None:
     assert "9999" in bad_item.json()["message"]
 
 
+def test_filters_are_read_as_the_exports_read_them(client: TestClient) -> None:
+    def counted(path: str, **params: str) -> int:
+        response = client.get(path, params=params)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        return body["total"] if "total" in body else sum(f["properties"]["count"] for f in body["features"])
+
+    view = {"bbox": "104.20,23.33,104.29,23.41", "zoom": "14"}
+    # A subdistrict by code, by Chinese name with or without 街道, or by English name: 2,138 incidents in 开化.
+    for subdistrict in ("532601001", "开化", "开化街道", "kaihua"):
+        assert counted("/v1/hotspots", subdistrict=subdistrict) == 2138, subdistrict
+        assert counted("/v1/heat", subdistrict=subdistrict, **view) == 2138, subdistrict
+    unknown = {
+        "subdistrict": "subdistrict 'nowhere' matches no subdistrict in the current boundaries; give a code or a "
+        "name, e.g. 开化街道 (532601001), 卧龙街道 (532601002), 新平街道 (532601003)",
+        "source": "source 'bogus' is not one of: hotline, letter, patrol, grid_member, media, open311",
+        "status": "status 'bogus' is not one of: collected, registered, dispatched, handling, feedback, verified, "
+        "closed, rejected",
+    }
+    for name, message in unknown.items():
+        value = "nowhere" if name == "subdistrict" else "bogus"
+        for path, params in (("/v1/hotspots", {}), ("/v1/heat", view), ("/v1/map/incidents", view)):
+            response = client.get(path, params={**params, name: value})
+            assert response.status_code == 422, (path, name)
+            assert response.json()["message"] == message
+
+
 def per_point(lat: np.ndarray, lon: np.ndarray, resolution: int) -> list[int]:
     return [h3.api.basic_int.latlng_to_cell(y, x, resolution) for y, x in zip(lat.tolist(), lon.tolist(), strict=True)]
 

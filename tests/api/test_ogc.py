@@ -198,6 +198,121 @@ def test_output_crs_uses_the_authority_axis_order(client: TestClient, engine: En
     assert EPSG + "4544" in unsupported.json()["message"]
 
 
+def test_cql2_bbox_is_lon_lat_on_every_layer(client: TestClient, engine: Engine) -> None:
+    # BBOX(...) is ST_MakeEnvelope without an SRID, which PostGIS refused to compare with the stored geometries.
+    envelope = "ST_MakeEnvelope(104.24, 23.37, 104.25, 23.38, 4326)"
+    stalls = client.get(
+        "/ogc/collections/stalls/items", params={"filter": "S_INTERSECTS(geom, BBOX(104.24,23.37,104.25,23.38))"}
+    )
+    assert stalls.status_code == 200
+    assert stalls.json()["numberMatched"] == rows(engine, f"SELECT count(*) FROM stalls WHERE geom && {envelope}")[0][0]
+    assert stalls.json()["numberMatched"] == 26
+    grids = client.get(
+        "/ogc/collections/grids/items", params={"filter": "S_INTERSECTS(geom, BBOX(104.24,23.37,104.25,23.38))"}
+    )
+    assert grids.status_code == 200
+    assert grids.json()["numberMatched"] == 15
+
+
+def test_unexpected_database_errors_are_logged(settings: Any, caplog: pytest.LogCaptureFixture) -> None:
+    import asyncpg
+    from starlette.requests import Request
+
+    from api.ogc import build_app
+
+    handler = build_app(settings).exception_handlers[asyncpg.PostgresError]
+    scope = {
+        "type": "http", "method": "GET", "path": "/collections/stalls/items", "query_string": b"filter=x",
+        "headers": [], "server": ("testserver", 80), "scheme": "http", "root_path": "",
+    }  # fmt: skip
+    error = asyncpg.exceptions.InternalServerError("ST_Intersects: Operation on mixed SRID geometries")
+    with caplog.at_level("ERROR", logger="api.ogc"):
+        response = handler(Request(scope), error)
+    assert response.status_code == 500
+    [record] = caplog.records
+    assert "SQLSTATE XX000" in record.getMessage() and "/collections/stalls/items?filter=x" in record.getMessage()
+    assert record.exc_info is not None and record.exc_info[1] is error
+
+
+def test_malformed_datetime_is_400_saying_what_a_datetime_is(client: TestClient) -> None:
+    for value in ("garbage", "2017-01-01", "../..", "2017-01-01T00:00:00Z/2017-02-01T00:00:00Z/x"):
+        response = client.get("/ogc/collections/incidents/items", params={"datetime": value})
+        assert response.status_code == 400, value
+        assert response.headers["content-type"] == "application/json"
+        body = response.json()
+        assert body["code"] == "invalid_input"
+        assert "e.g. 2017-03-01T00:00:00+08:00" in body["message"], value
+    backwards = client.get(
+        "/ogc/collections/incidents/items", params={"datetime": "2017-04-01T00:00:00Z/2017-01-01T00:00:00Z"}
+    )
+    assert backwards.status_code == 400
+    assert backwards.json()["message"].endswith("starts after it ends: swap the two")
+    tile = client.get("/ogc/collections/incidents/tiles/WebMercatorQuad/15/25868/14197", params={"datetime": "x"})
+    assert tile.status_code == 400
+
+
+def test_tiles_outside_the_tile_matrix_set_are_404(client: TestClient) -> None:
+    too_deep = client.get("/ogc/collections/grids/tiles/WebMercatorQuad/99/0/0")
+    assert too_deep.status_code == 404
+    assert too_deep.json()["message"] == "tile 99/0/0 does not exist: WebMercatorQuad has tile matrices 0 to 24"
+    for z, x, y in ((3, 8, 0), (3, 0, 8), (3, -1, 0), (-1, 0, 0)):
+        response = client.get(f"/ogc/collections/grids/tiles/WebMercatorQuad/{z}/{x}/{y}")
+        assert response.status_code == 404, (z, x, y)
+    assert "columns 0 to 7 and rows 0 to 7" in client.get("/ogc/collections/grids/tiles/WebMercatorQuad/3/8/0").text
+    assert client.get("/ogc/collections/grids/tiles/WebMercatorQuad/3/7/7").status_code == 200
+
+
+def test_filter_crs_reads_the_filter_in_that_crs_and_axis_order(client: TestClient, engine: Engine) -> None:
+    def grids(filter_text: str, filter_crs: str | None = None) -> list[str]:
+        params = {"filter": filter_text, **({"filter-crs": filter_crs} if filter_crs else {})}
+        response = client.get("/ogc/collections/grids/items", params=params)
+        assert response.status_code == 200, response.text
+        return [feature["id"] for feature in response.json()["features"]]
+
+    # One place (easting 422704.85, northing 2585826.86 in EPSG:4544), written in each CRS's authority axis order.
+    lon, lat = rows(
+        engine, "SELECT ST_X(p), ST_Y(p) FROM ST_Transform(ST_SetSRID(ST_Point(422704.85, 2585826.86), 4544), 4326) p"
+    )[0]
+    assert grids(f"S_INTERSECTS(geom, POINT({lon} {lat}))") == ["532601001008006"]
+    assert grids(f"S_INTERSECTS(geom, POINT({lon} {lat}))", CRS84) == ["532601001008006"]
+    assert grids(f"S_INTERSECTS(geom, POINT({lat} {lon}))", EPSG + "4326") == ["532601001008006"]
+    assert grids(f"S_INTERSECTS(geom, POINT({lat} {lon}))", "EPSG:4490") == ["532601001008006"]
+    assert grids("S_INTERSECTS(geom, POINT(2585826.86 422704.85))", EPSG + "4544") == ["532601001008006"]
+    point = '{"type": "Point", "coordinates": [2585826.86, 422704.85]}'
+    json_filter = '{"op": "s_intersects", "args": [{"property": "geom"}, ' + point + "]}"
+    assert grids(json_filter, EPSG + "4544") == ["532601001008006"]
+    # A BBOX in EPSG:4544 is the exact projected square, as bbox with bbox-crs is.
+    west, south, east, north = SQUARE_4544
+    square = client.get(
+        "/ogc/collections/illegal_buildings/items",
+        params={"filter": f"S_INTERSECTS(geom, BBOX({south},{west},{north},{east}))", "filter-crs": EPSG + "4544"},
+    )
+    assert square.json()["numberMatched"] == 10
+    unsupported = client.get(
+        "/ogc/collections/grids/items", params={"filter": "S_INTERSECTS(geom, POINT(1 2))", "filter-crs": EPSG + "3857"}
+    )
+    assert unsupported.status_code == 400
+    assert unsupported.json()["message"].startswith("filter-crs='http://www.opengis.net/def/crs/EPSG/0/3857' is not")
+    assert EPSG + "4544" in unsupported.json()["message"]
+
+
+def test_bbox_west_of_east_and_limit_out_of_range_are_400(client: TestClient) -> None:
+    swapped = client.get("/ogc/collections/stalls/items", params={"bbox": "104.3,23.3,104.2,23.4"})
+    assert swapped.status_code == 400
+    assert "has west > east, which OGC API reads as a box across the antimeridian" in swapped.json()["message"]
+    projected = client.get(
+        "/ogc/collections/stalls/items", params={"bbox": "2584000,423000,2585000,422000", "bbox-crs": EPSG + "4544"}
+    )
+    assert projected.status_code == 400
+    for limit in ("0", "-1", "10001"):
+        response = client.get("/ogc/collections/stalls/items", params={"limit": limit})
+        assert response.status_code == 400, limit
+    assert client.get("/ogc/collections/stalls/items?limit=0").json()["message"] == (
+        "limit=0 is out of range: give 1 to 10000 features per page"
+    )
+    assert len(client.get("/ogc/collections/stalls/items?limit=1").json()["features"]) == 1
+
+
 def test_html_views(client: TestClient) -> None:
     for path in ("/ogc/", "/ogc/collections", "/ogc/collections/grids", "/ogc/collections/grids/items?limit=5"):
         response = client.get(path, params={"f": "html"})

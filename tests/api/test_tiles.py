@@ -71,6 +71,33 @@ def test_tiles_refuse_unknown_layers_and_impossible_tiles(client: TestClient) ->
     assert "0 ≤ x, y < 2^z" in bad.json()["message"]
 
 
+def test_tile_filters_are_read_as_the_exports_read_them(client: TestClient) -> None:
+    z, x, y = CITY_TILE
+
+    def incidents(**params: str) -> int:
+        response = client.get(f"/v1/tiles/incidents/{z}/{x}/{y}.pbf", params=params)
+        assert response.status_code == 200, response.text
+        return len(mapbox_vector_tile.decode(response.content)["incidents"]["features"])
+
+    assert incidents() == 1911
+    for subdistrict in ("532601001", "开化", "开化街道", "Kaihua"):
+        assert incidents(subdistrict=subdistrict) == 146, subdistrict
+    bogus = client.get("/v1/tiles/illegal_buildings/14/12937/7098.pbf", params={"status": "bogus"})
+    assert bogus.status_code == 422
+    assert bogus.json()["message"] == (
+        "status 'bogus' is not one of: discovered, investigated, notice_served, scheduled, demolished, legalised"
+    )
+    case_status = client.get(f"/v1/tiles/incidents/{z}/{x}/{y}.pbf", params={"status": "demolished"})
+    assert case_status.status_code == 422
+    assert "closed" in case_status.json()["message"]
+    stalls = client.get(f"/v1/tiles/stalls/{z}/{x}/{y}.pbf", params={"status": "closed"})
+    assert stalls.status_code == 422
+    assert stalls.json()["message"] == "stalls have no status: leave out status"
+    nowhere = client.get(f"/v1/tiles/incidents/{z}/{x}/{y}.pbf", params={"subdistrict": "nowhere"})
+    assert nowhere.status_code == 422
+    assert nowhere.json()["message"].startswith("subdistrict 'nowhere' matches no subdistrict")
+
+
 def test_heat_cells_add_up_to_the_incidents_in_view(client: TestClient, engine: Engine) -> None:
     params = {"bbox": "104.20,23.33,104.29,23.41", "zoom": 14, "source": "hotline", "category": "05"}
     body = client.get("/v1/heat", params=params).json()

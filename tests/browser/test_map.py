@@ -149,6 +149,29 @@ def test_the_map_draws_every_layer_and_answers_a_click(
     assert foreign == []
 
 
+def test_the_to_day_is_included_as_in_the_exports(
+    browser: Browser, live_server: str, engine: Engine, role_keys: Keys
+) -> None:
+    problems: list[str] = []
+    page = open_map(browser, live_server, problems, [])
+    # The whole city is in view, so the heat map counts every incident of the period, as the export does.
+    assert page.evaluate("() => window.citygrid.filters.to") == "2017-06-30"  # the first half of 2017, included
+    page.fill("#cg-to", "2017-01-31")
+    page.wait_for_function("() => window.citygrid.state.heatTotal === 834", timeout=15_000)
+    totals = page.request.get(
+        live_server + "/v1/exports/incidents/totals?reported_from=2017-01-01&reported_to=2017-01-31",
+        headers=role_keys.header("planner"),
+    ).json()
+    with engine.connect() as conn:
+        january = conn.execute(
+            text("SELECT count(*) FROM incidents WHERE reported_at >= '2017-01-01T00:00+08'"
+                 " AND reported_at < '2017-02-01T00:00+08'")
+        ).scalar_one()  # fmt: skip
+    assert totals["total"]["count"] == january == 834
+    page.close()
+    assert problems == []
+
+
 def test_the_page_stays_small(browser: Browser, live_server: str) -> None:
     page = browser.new_page()
     response = page.goto(live_server + "/map?basemap=none&lang=en")

@@ -95,10 +95,18 @@
     return parts.length ? "?" + parts.join("&") : "";
   }
 
+  // The 止/To day is included, as the exports' *_to dates are: the API's "to" is exclusive, so it is sent the
+  // start of the next day (Beijing time).
+  function dayAfter(day) {
+    var next = new Date(day + "T00:00:00Z");
+    next.setUTCDate(next.getUTCDate() + 1);
+    return next.toISOString().slice(0, 10);
+  }
+
   function incidentFilters() {
     return {
       from: filters.from ? filters.from + "T00:00:00+08:00" : null,
-      to: filters.to ? filters.to + "T00:00:00+08:00" : null,
+      to: filters.to ? dayAfter(filters.to) + "T00:00:00+08:00" : null,
       category: filters.item ? null : filters.category,
       item: filters.item, subdistrict: filters.subdistrict, status: filters.status
     };
