@@ -49,6 +49,7 @@ from spatial.settings import OwnerSettings
 from spatial.workflow import (
     CASE_COLUMNS,
     CASE_JOINS,
+    CLOCK_SKEW,
     SATISFACTION,
     STATUS_LABELS,
     case_dict,
@@ -68,7 +69,6 @@ MAX_ADDRESS = 500
 MAX_URL = 2000
 REPORTING_ROLES = ("public", "grid_member", "squad", "dispatcher")
 IMPORTING_ROLES = ("dispatcher",)
-CLOCK_SKEW = timedelta(minutes=5)  # a report "from the future" by less than this is a clock difference
 
 
 @dataclass(frozen=True)
