@@ -67,12 +67,10 @@ async def caller(request: Request, _: Annotated[str | None, Security(KEY_HEADER)
 
 
 async def key_holder(request: Request, _: Annotated[str | None, Security(KEY_HEADER)] = None) -> ApiKey:
-    """Return the caller of a request that needs a key; raise Unauthorized (401) without one."""
-    conn = pooled_connection(request.app.state.read_engine)
-    try:
-        return key_holder_on(request.headers, conn)
-    finally:
-        conn.close()
+    """Return the caller of a request that needs a key; raise Unauthorized (401) without one (no database read)."""
+    if secret_in(request.headers) is None:
+        raise Unauthorized(keys.MISSING_KEY)
+    return caller_from(request.headers, request.app.state.read_engine)
 
 
 def key_holder_on(headers: Mapping[str, str], conn: Connection | PoolProxiedConnection) -> ApiKey:
