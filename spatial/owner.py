@@ -199,6 +199,11 @@ def _query(conn: AnyConnection, lon: float, lat: float, at: datetime, rules: Own
     )
 
 
+def no_generation(moment: datetime) -> NotFound:
+    """Return the refusal of a lookup at a moment when no boundary generation was in force."""
+    return NotFound(f"no boundary generation was in force at {moment.isoformat()}; ask about a later moment")
+
+
 def lookup(
     conn: AnyConnection,
     x: float,
@@ -226,7 +231,7 @@ def lookup(
         )
     row = _query(conn, point.lon, point.lat, moment, rules)
     if row is None or row["generation"] is None:
-        raise NotFound(f"no boundary generation was in force at {moment.isoformat()}; ask about a later moment")
+        raise no_generation(moment)
     if row["grid_code"] is None:
         _refuse_uncovered(conn, point, moment, row, rules, crs)
     row["subdistrict_name"], row["subdistrict_name_en"] = row.pop("subdistrict_names") or (None, None)

@@ -28,8 +28,8 @@ from sqlalchemy import Engine, func, select
 
 from spatial import encoding
 from spatial.crs import parse_crs, to_wgs84_arrays
-from spatial.errors import InvalidInput, NotFound
-from spatial.owner import CENTRAL_MERIDIAN, FAR_FROM_MERIDIAN_DEG
+from spatial.errors import InvalidInput
+from spatial.owner import CENTRAL_MERIDIAN, FAR_FROM_MERIDIAN_DEG, no_generation
 from spatial.settings import OwnerSettings
 
 MAX_POINTS = 1_000_000
@@ -560,11 +560,11 @@ def stream(
 
 
 def check_generation(engine: Engine, at: datetime) -> None:
-    """Raise NotFound when no boundary generation was in force at ``at`` (the message of a single lookup)."""
+    """Raise NotFound when no boundary generation was in force at ``at``, as a single lookup does."""
     with engine.connect() as conn:
         generation = conn.execute(select(func.citygrid_generation_at(at))).scalar()
     if generation is None:
-        raise NotFound(f"no boundary generation was in force at {at.isoformat()}; ask about a later moment")
+        raise no_generation(at)
 
 
 def _jsonable(value: Any) -> Any:
