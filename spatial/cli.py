@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Annotated, Any, BinaryIO
+from typing import IO, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -243,9 +243,9 @@ def owner_command(
             Console().print_json(json.dumps(answer, ensure_ascii=False))
             return
         try:
-            text_sink = out.open("w", encoding="utf-8")
-        except OSError as exc:
-            raise _fail(InvalidInput(f"cannot write {out}: {exc.strerror}")) from exc
+            text_sink = _opened(out, "w", encoding="utf-8")
+        except InvalidInput as exc:
+            raise _fail(exc) from exc
         with text_sink:
             Console(file=text_sink).print_json(json.dumps(answer, ensure_ascii=False))
         return
@@ -253,19 +253,23 @@ def owner_command(
 
 
 @contextmanager
-def _output(path: Path | None) -> Iterator[BinaryIO]:
+def _output(path: Path | None) -> Iterator[IO[bytes]]:
     """Yield stdout's bytes, or the file at ``path`` opened for writing; refuse a path that cannot be written."""
     if path is None:
         sys.stdout.flush()
         yield sys.stdout.buffer
         sys.stdout.buffer.flush()
         return
+    with _opened(path, "wb") as handle:
+        yield handle
+
+
+def _opened(path: Path, mode: str, **options: Any) -> IO[Any]:
+    """Return ``path`` opened for writing; raise InvalidInput naming it when it cannot be."""
     try:
-        handle = path.open("wb")
+        return path.open(mode, **options)
     except OSError as exc:
         raise InvalidInput(f"cannot write {path}: {exc.strerror}") from exc
-    with handle:
-        yield handle
 
 
 def _print_chain(answer: dict[str, Any]) -> None:
